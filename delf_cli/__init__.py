@@ -1,0 +1,1 @@
+"""The `delf` command: one subcommand per original script, with the same flags."""

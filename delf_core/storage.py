@@ -1,0 +1,74 @@
+"""Paths are URLs: fsspec access with whole-or-nothing writes (DESIGN.md rules 4 and 5)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+def resolve(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and path inside it for a local path or any fsspec URL."""
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def join(base: str, *parts: str) -> str:
+    """Joins with '/', keeping a URL scheme intact (os.path.join would break gs://)."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+@contextlib.contextmanager
+def atomic_open(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[IO[bytes]]:
+    """Opens `path` for binary writing so that it appears whole or not at all.
+
+    Locally the bytes go to a hidden temporary name in the same folder and are renamed
+    on success. Object stores (gs://, memory://) publish an object only when its upload
+    closes, so there the final name is written directly.
+    """
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    if not is_local(fs):
+        with fs.open(path, "wb") as handle:
+            yield handle
+        return
+    tmp = f"{parent}/.{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    with atomic_open(fs, path) as handle:
+        handle.write(data)
+
+
+def write_json(fs: fsspec.AbstractFileSystem, path: str, value: Any) -> None:
+    write_bytes(fs, path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any | None:
+    """The parsed JSON at `path`, or None when there is no such file."""
+    try:
+        with fs.open(path, "rb") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
