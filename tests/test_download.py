@@ -32,8 +32,15 @@ def bucket(tmp_path):
 
 
 def config_for(url: str, out: Path, **overrides) -> DownloadConfig:
-    values = dict(num_train=2, num_index=1, num_test=1, output_dir=str(out), base_url=url,
-                  max_workers=4, retry=FAST)
+    values = dict(
+        num_train=2,
+        num_index=1,
+        num_test=1,
+        output_dir=str(out),
+        base_url=url,
+        max_workers=4,
+        retry=FAST,
+    )
     values.update(overrides)
     return DownloadConfig(**values)
 
@@ -53,7 +60,9 @@ def test_happy_path_lays_out_every_split_like_the_original(bucket, tmp_path):
     for split, tars in contents.items():
         split_dir = out / split
         for remote in layout.METADATA_FILES[split]:
-            assert (split_dir / remote.name).read_bytes() == (root / remote.bucket_path).read_bytes()
+            assert (split_dir / remote.name).read_bytes() == (
+                root / remote.bucket_path
+            ).read_bytes()
         for index, (name, ids) in enumerate(sorted(tars.items())):
             assert (split_dir / name).read_bytes() == (root / split / name).read_bytes()
             assert (split_dir / layout.md5_name(index)).exists()
@@ -102,8 +111,9 @@ def test_connection_dropped_mid_body_resumes_where_it_stopped(tmp_path):
     make_bucket(root, {"train": 1}, images_per_tar=4, image_bytes=300_000)
     FaultyHandler.reset({"train/images_000.tar": ["drop:700000"]})
     with MirrorServer(root, handler=FaultyHandler) as server:
-        report = download(config_for(server.url, tmp_path / "out", num_train=1, num_index=0,
-                                     num_test=0))
+        report = download(
+            config_for(server.url, tmp_path / "out", num_train=1, num_index=0, num_test=0)
+        )
 
     assert not report.failed
     (first, no_range), (second, ranged) = tar_requests()
@@ -153,6 +163,13 @@ def test_md5_that_never_matches_fails_and_is_never_unpacked(bucket, tmp_path):
     assert not (out / "train" / "images_001.tar.part").exists()
     # The other tars are complete.
     for image_id in contents["train"]["images_000.tar"]:
+        assert (out / "train" / layout.image_relpath(image_id)).exists()
+    # Once the bucket is mended, a rerun fetches the md5 file afresh and finishes.
+    write_md5(
+        root, "train", 1, hashlib.md5((root / "train/images_001.tar").read_bytes()).hexdigest()
+    )
+    assert not download(config_for(url, out)).failed
+    for image_id in contents["train"]["images_001.tar"]:
         assert (out / "train" / layout.image_relpath(image_id)).exists()
 
 
@@ -215,8 +232,11 @@ def test_concurrency_stays_within_max_workers(tmp_path):
     make_bucket(root, {"train": 6})
     FaultyHandler.reset({f"train/images_{i:03d}.tar": ["hang:0.3"] for i in range(6)})
     with MirrorServer(root, handler=FaultyHandler) as server:
-        report = download(config_for(server.url, tmp_path / "out", num_train=6, num_index=0,
-                                     num_test=0, max_workers=2))
+        report = download(
+            config_for(
+                server.url, tmp_path / "out", num_train=6, num_index=0, num_test=0, max_workers=2
+            )
+        )
     assert not report.failed
     assert FaultyHandler.max_in_flight == 2
 

@@ -16,6 +16,7 @@ from delf_core.download.step import (
     download,
     download_metadata_file,
     download_tar,
+    fetch_checksums,
     plan_jobs,
 )
 from delf_core.download.untar import unpack_tar
@@ -35,6 +36,7 @@ __all__ = [
     "download",
     "download_metadata_file",
     "download_tar",
+    "fetch_checksums",
     "fetch_file",
     "plan_jobs",
     "unpack_tar",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
 import tarfile
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -17,7 +19,7 @@ import fsspec
 import requests
 
 from delf_core import storage
-from delf_core.download.errors import DownloadError
+from delf_core.download.errors import ChecksumMismatchError, DownloadError
 from delf_core.download.fetch import RetryPolicy, fetch_file, md5_of_file
 from delf_core.download.manifest import SplitManifest
 from delf_core.download.untar import unpack_tar
@@ -193,9 +195,15 @@ def download_metadata_file(
 
 
 def download_tar(
-    config: DownloadConfig, job: TarJob, progress: ProgressListener | None = None
+    config: DownloadConfig,
+    job: TarJob,
+    progress: ProgressListener | None = None,
+    expected_md5: str | None = None,
 ) -> FileOutcome:
     """Fetches, verifies and unpacks one tar; a tar already in the manifest is skipped.
+
+    With `expected_md5` (from `fetch_checksums`), a manifest entry for other bytes does
+    not count as done, and the md5 file is not read again.
 
     The order makes a kill at any point safe to rerun: the tar is renamed into place
     only with the right md5, unpacked files appear whole, the manifest entry is written
@@ -207,31 +215,36 @@ def download_tar(
     fs, split_dir = _split_dir(config, job.split)
     manifest = SplitManifest(fs, split_dir, job.split)
     entry = manifest.tar_entry(job.name)
-    if entry is not None:
+    if entry is not None and expected_md5 in (None, entry["md5"]):
         return FileOutcome(
             job.split, job.name, "skipped", entry["size"], entry["md5"], entry["images"]
         )
     local_dir = _local_dir(config, job.split)
-    expected = _expected_md5(config, job, local_dir)
+    expected = expected_md5 or _expected_md5(config, job, local_dir)
     tar_path = local_dir / job.name
     if tar_path.exists() and md5_of_file(tar_path) != expected:
         tar_path.unlink()  # left by an interrupted run with other bytes: fetch again
+    md5_path = local_dir / layout.md5_name(job.index)
     if not tar_path.exists():
         on_bytes = progress.bytes_received if progress else None
-        fetch_file(
-            _session(),
-            layout.join_url(config.base_url, layout.tar_bucket_path(job.split, job.index)),
-            tar_path,
-            expected_md5=expected,
-            policy=config.retry,
-            on_bytes=on_bytes,
-        )
+        try:
+            fetch_file(
+                _session(),
+                layout.join_url(config.base_url, layout.tar_bucket_path(job.split, job.index)),
+                tar_path,
+                expected_md5=expected,
+                policy=config.retry,
+                on_bytes=on_bytes,
+            )
+        except ChecksumMismatchError:
+            # The md5 file may be the wrong one: fetch it afresh on the next run.
+            md5_path.unlink(missing_ok=True)
+            raise
     size = tar_path.stat().st_size
     try:
         images = unpack_tar(tar_path, fs, split_dir)
     except tarfile.TarError as error:
         raise DownloadError(f"{job.name}: not a readable tar: {error}") from None
-    md5_path = local_dir / layout.md5_name(job.index)
     if not storage.is_local(fs):
         _publish(fs, md5_path, storage.join(split_dir, md5_path.name))
         if not config.delete_tars:
@@ -242,6 +255,19 @@ def download_tar(
         tar_path.unlink()
     log.debug("%s/%s: %d images", job.split, job.name, images)
     return FileOutcome(job.split, job.name, "downloaded", size, expected, images)
+
+
+def fetch_checksums(config: DownloadConfig, split: str) -> dict[str, str]:
+    """The published md5 of each configured tar of `split`, fetched `max_workers` at once.
+
+    Raises:
+      DownloadError: for the first md5 file that cannot be fetched or parsed.
+    """
+    local_dir = _local_dir(config, split)
+    jobs = [job for job in plan_jobs(config) if job.split == split]
+    with concurrent.futures.ThreadPoolExecutor(config.max_workers) as pool:
+        digests = pool.map(lambda job: _expected_md5(config, job, local_dir), jobs)
+        return {job.name: digest for job, digest in zip(jobs, digests, strict=True)}
 
 
 def _expected_md5(config: DownloadConfig, job: TarJob, local_dir: Path) -> str:
@@ -275,18 +301,19 @@ def download(config: DownloadConfig, progress: ProgressListener | None = None) -
     """
     config.validate()
     listener = progress or _Silent()
-    work: list[tuple[str, str, object]] = []
-    for split in layout.SPLITS:
-        for remote in layout.METADATA_FILES[split]:
-            work.append(
-                (
-                    split,
-                    remote.name,
-                    lambda s=split, r=remote: download_metadata_file(config, s, r, listener),
-                )
-            )
-    for job in plan_jobs(config):
-        work.append((job.split, job.name, lambda j=job: download_tar(config, j, listener)))
+    work = [
+        (
+            split,
+            remote.name,
+            functools.partial(download_metadata_file, config, split, remote, listener),
+        )
+        for split in layout.SPLITS
+        for remote in layout.METADATA_FILES[split]
+    ]
+    work += [
+        (job.split, job.name, functools.partial(download_tar, config, job, listener))
+        for job in plan_jobs(config)
+    ]
     listener.files_planned(len(work))
     outcomes = []
     with concurrent.futures.ThreadPoolExecutor(config.max_workers) as pool:
@@ -300,7 +327,7 @@ def download(config: DownloadConfig, progress: ProgressListener | None = None) -
     return DownloadReport(outcomes)
 
 
-def _guarded(split: str, name: str, fn) -> FileOutcome:
+def _guarded(split: str, name: str, fn: Callable[[], FileOutcome]) -> FileOutcome:
     """Runs one file's work; a failure becomes a failed outcome naming the file."""
     try:
         return fn()
