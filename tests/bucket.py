@@ -50,8 +50,9 @@ def make_bucket(
         for index in range(count):
             ids = [image_id(split, index, k) for k in range(images_per_tar)]
             members = {
-                layout.image_relpath(i): b"\xff\xd8" + hashlib.sha256(i.encode()).digest() * (
-                    image_bytes // 32) for i in ids
+                layout.image_relpath(i): b"\xff\xd8"
+                + hashlib.sha256(i.encode()).digest() * (image_bytes // 32)
+                for i in ids
             }
             digest = write_tar(root / layout.tar_bucket_path(split, index), members)
             write_md5(root, split, index, digest)
