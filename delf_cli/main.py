@@ -6,11 +6,12 @@ import argparse
 import importlib
 import logging
 import sys
+from types import ModuleType
 
 from delf_cli.flags import normalize_bool_values
 
 # One module per subcommand, named after the step (DESIGN.md rule 2). Each module has
-# HELP, add_arguments(parser) and run(args) -> exit code, and is imported only when used,
+# add_arguments(parser) and run(args) -> exit code, and is imported only when used,
 # so `delf --help` stays fast.
 SUBCOMMANDS = {
     "download": "GLDv2 download: parallel, checksummed, resumable (download_dataset.sh).",
@@ -30,17 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def parse_args(argv: list[str]) -> tuple[ModuleType, argparse.Namespace]:
+    """The subcommand's module and its parsed flags; exits with usage on bad input."""
     parser = build_parser()
     if not argv or argv[0] not in SUBCOMMANDS:
         parser.parse_args(argv)  # prints help or the "invalid choice" error and exits
-        return 2
+        raise SystemExit(2)
     name = argv[0]
     module = importlib.import_module(f"delf_cli.{name}")
     sub = argparse.ArgumentParser(prog=f"delf {name}", description=SUBCOMMANDS[name])
     module.add_arguments(sub)
-    args = sub.parse_args(normalize_bool_values(sub, argv[1:]))
+    return module, sub.parse_args(normalize_bool_values(sub, argv[1:]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    module, args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return int(module.run(args) or 0)
 

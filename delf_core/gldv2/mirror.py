@@ -85,11 +85,12 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
         sent = 0
         while sent < length:
             count = min(_SLICE_BYTES, length - sent)
-            sent += self.connection.sendfile(handle, start + sent, count)
             if self.rate_limit:
-                ahead = sent / self.rate_limit - (time.perf_counter() - began)
+                # Wait before each slice, so no byte leaves ahead of the limit.
+                ahead = (sent + count) / self.rate_limit - (time.perf_counter() - began)
                 if ahead > 0:
                     time.sleep(ahead)
+            sent += self.connection.sendfile(handle, start + sent, count)
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
