@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make demo: build the mini dataset, serve it on 127.0.0.1, download it with `delf download`.
+set -euo pipefail
+delf=${1:-delf}
+demo_dir=${2:-.demo}
+
+rm -rf "$demo_dir"
+mkdir -p "$demo_dir"
+"$delf" make_mini_dataset --output_dir="$demo_dir/mirror"
+
+"$delf" serve_mirror --root="$demo_dir/mirror" --port=0 >"$demo_dir/mirror.log" 2>&1 &
+mirror_pid=$!
+trap 'kill $mirror_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  url=$(grep -o 'http://[0-9.:]*' "$demo_dir/mirror.log" || true)
+  [ -n "$url" ] && break
+  sleep 0.1
+done
+[ -n "$url" ] || { echo "the mirror did not start:"; cat "$demo_dir/mirror.log"; exit 1; }
+echo "mirror at $url"
+
+"$delf" download 2 1 1 --base_url="$url" --output_dir="$demo_dir/gldv2_dataset"
+echo "a rerun finds everything done:"
+"$delf" download 2 1 1 --base_url="$url" --output_dir="$demo_dir/gldv2_dataset"
+images=$(find "$demo_dir/gldv2_dataset" -name '*.jpg' | wc -l)
+echo "demo: $images images under $demo_dir/gldv2_dataset/{train,index,test}"
