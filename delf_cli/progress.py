@@ -58,6 +58,7 @@ class BarProgress:
     """
 
     def __init__(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -73,6 +74,7 @@ class BarProgress:
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
+            console=Console(stderr=True),
         )
         self._task = self._bar.add_task("download", total=None, files="0/?")
         self._lock = threading.Lock()

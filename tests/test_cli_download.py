@@ -205,3 +205,45 @@ def test_serve_mirror_command_serves_ranges_and_refuses_escapes(tmp_path):
 def test_serve_mirror_refuses_a_missing_root(tmp_path, capsys):
     assert main(["serve_mirror", f"--root={tmp_path}/nope"]) == 2
     assert "--root" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_terminal_gets_a_progress_bar(mini_bucket, tmp_path):
+    import pty
+
+    leader, follower = pty.openpty()
+    with MirrorServer(mini_bucket) as server:
+        process = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "delf_cli.main",
+                "download",
+                "2",
+                "1",
+                "1",
+                f"--base_url={server.url}",
+                f"--output_dir={tmp_path}/out",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            env={**os.environ, "COLUMNS": "120"},
+            timeout=120,
+        )
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    text = screen.decode(errors="replace")
+    assert process.returncode == 0
+    assert "14/14 files" in text
+    assert "MB" in text and "/s" in text
+    assert "INFO" not in text  # the bar replaces the per-file log lines

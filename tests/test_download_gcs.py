@@ -32,8 +32,17 @@ def gcs_emulator():
     port = _free_port()
     emulator = Path(sys.executable).with_name("gcp-storage-emulator")
     process = subprocess.Popen(
-        [str(emulator), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory",
-         "--default-bucket", "test-bucket"],
+        [
+            str(emulator),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+            "--default-bucket",
+            "test-bucket",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -65,8 +74,13 @@ def test_download_to_gcs_writes_the_same_layout_and_reruns_as_a_no_op(gcs_emulat
     contents = make_bucket(root, {"train": 2, "test": 1})
     output = f"{gcs_emulator}/gldv2_dataset"
     config = DownloadConfig(
-        num_train=2, num_index=0, num_test=1, output_dir=output, max_workers=3,
-        retry=RetryPolicy(retries=2, backoff_seconds=0.01), staging_dir=str(tmp_path / "staging"),
+        num_train=2,
+        num_index=0,
+        num_test=1,
+        output_dir=output,
+        max_workers=3,
+        retry=RetryPolicy(retries=2, backoff_seconds=0.01),
+        staging_dir=str(tmp_path / "staging"),
     )
     FaultyHandler.reset({"train/images_001.tar": ["drop:1000"]})
     with MirrorServer(root, handler=FaultyHandler) as server:
