@@ -286,3 +286,14 @@ def test_backoff_grows_and_is_capped():
 def test_write_tar_helper_is_a_valid_tar(tmp_path):
     digest = write_tar(tmp_path / "x.tar", {"a/b/c/x.jpg": b"123"})
     assert hashlib.md5((tmp_path / "x.tar").read_bytes()).hexdigest() == digest
+
+
+def test_a_stalled_response_times_out_and_is_retried(bucket, tmp_path):
+    _, url, _ = bucket
+    FaultyHandler.reset({"train/images_000.tar": ["hang:2"]})
+    patient_for_half_a_second = RetryPolicy(retries=2, backoff_seconds=0.01, read_timeout=0.5)
+
+    report = download(config_for(url, tmp_path / "out", retry=patient_for_half_a_second))
+
+    assert not report.failed
+    assert [r[0] for r in tar_requests()].count("train/images_000.tar") == 2
