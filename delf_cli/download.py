@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from delf_cli.flags import add_bool_flag, add_flag, non_negative_int, positive_int
 from delf_cli.progress import BarProgress, make_progress
+from delf_core.cli_flags import add_bool_flag, add_flag, non_negative_int, positive_int
 from delf_core.download import DownloadConfig, RetryPolicy, download
 from delf_core.gldv2 import layout
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from types import ModuleType
 
-from delf_cli.flags import normalize_bool_values
+from delf_core.cli_flags import normalize_bool_values
 
 # One module per subcommand, named after the step (DESIGN.md rule 2). Each module has
 # add_arguments(parser) and run(args) -> exit code, and is imported only when used,
 # so `delf --help` stays fast.
 SUBCOMMANDS = {
     "download": "GLDv2 download: parallel, checksummed, resumable (download_dataset.sh).",
+    "build_image_dataset": "GLDv2 images to sharded TFRecords, as an Apache Beam job.",
     "make_mini_dataset": "Write a small GLDv2-layout dataset built from bundled photographs.",
     "serve_mirror": "Serve a GLDv2-layout folder over HTTP, with Range support.",
 }
@@ -41,12 +43,19 @@ def parse_args(argv: list[str]) -> tuple[ModuleType, argparse.Namespace]:
     module = importlib.import_module(f"delf_cli.{name}")
     sub = argparse.ArgumentParser(prog=f"delf {name}", description=SUBCOMMANDS[name])
     module.add_arguments(sub)
-    return module, sub.parse_args(normalize_bool_values(sub, argv[1:]))
+    argv = normalize_bool_values(sub, argv[1:])
+    if getattr(module, "PASSES_UNKNOWN_FLAGS", False):
+        args, args.pipeline_args = sub.parse_known_args(argv)
+        return module, args
+    return module, sub.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter (CPU features, no CUDA) is noise on a terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     module, args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     return int(module.run(args) or 0)
 
 

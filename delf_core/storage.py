@@ -23,6 +23,11 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def url_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The URL a path of `fs` is known by elsewhere: the plain path for local files."""
+    return path if is_local(fs) else fs.unstrip_protocol(path)
+
+
 def join(base: str, *parts: str) -> str:
     """Joins with '/', keeping a URL scheme intact (os.path.join would break gs://)."""
     out = base.rstrip("/")

@@ -21,3 +21,26 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def mini_bucket(tmp_path_factory):
+    """The default mini dataset, in the layout of the GLDv2 bucket."""
+    from delf_core.gldv2.mini import MiniDatasetConfig, make_mini_dataset
+
+    root = tmp_path_factory.mktemp("mini_bucket")
+    make_mini_dataset(MiniDatasetConfig(), str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def mini_gldv2(mini_bucket, tmp_path_factory):
+    """The mini dataset as `delf download 2 1 1` leaves it: gldv2_dataset/{train,index,test}."""
+    from delf_core.download import DownloadConfig, download
+    from delf_core.gldv2.mirror import MirrorServer
+
+    out = tmp_path_factory.mktemp("downloaded") / "gldv2_dataset"
+    with MirrorServer(mini_bucket) as server:
+        report = download(DownloadConfig(2, 1, 1, output_dir=str(out), base_url=server.url))
+    assert not report.failed
+    return out

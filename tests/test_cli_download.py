@@ -14,7 +14,6 @@ import pytest
 
 from delf_cli.main import main, parse_args
 from delf_core.gldv2 import layout
-from delf_core.gldv2.mini import MiniDatasetConfig, make_mini_dataset
 from delf_core.gldv2.mirror import MirrorServer
 from tests.bucket import FaultyHandler, make_bucket, tar_requests, write_md5
 
@@ -85,13 +84,6 @@ def test_bad_arguments_exit_2_naming_the_argument(argv, message, capsys, tmp_pat
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-
-
-@pytest.fixture(scope="module")
-def mini_bucket(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mini")
-    make_mini_dataset(MiniDatasetConfig(), str(root))
-    return root
 
 
 def test_download_of_the_mini_dataset_through_the_mirror(mini_bucket, tmp_path, capsys):

@@ -1,4 +1,8 @@
-"""absl-style flags on argparse: `--name=value`, `--name value`, `--flag`/`--noflag`."""
+"""absl-style flags on argparse: `--name=value`, `--name value`, `--flag`/`--noflag`.
+
+Shared by the `delf` command and the `python -m beam_jobs...` entry points; it parses
+only the argv it is given.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Apache Beam pipelines over delf_core; they import no Prefect."""

@@ -1,0 +1,190 @@
+"""Planning a build: each image's split, shard and position, before any pixel is read."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import defaultdict
+
+from delf_core import records, storage
+from delf_core.build_image_dataset.config import BuildConfig
+from delf_core.gldv2 import images, labels
+from delf_core.gldv2.split import order_key, split_class
+
+# A listed train image with no row in train.csv (the original stopped with a KeyError).
+UNLISTED = "unlisted"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedImage:
+    image_id: str
+    path: str
+    label: int | None  # None for test images
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """An image left out of the records (or re-encoded), as one row of the report."""
+
+    split: str
+    image_id: str
+    path: str
+    problem: str
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    prefix: str
+    index: int
+    num_shards: int
+    images: tuple[PlannedImage, ...]
+
+    @property
+    def name(self) -> str:
+        return records.shard_name(self.prefix, self.index, self.num_shards)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardPlan:
+        data = json.loads(text)
+        data["images"] = tuple(PlannedImage(**image) for image in data["images"])
+        return cls(**data)
+
+
+@dataclasses.dataclass
+class BuildPlan:
+    config: BuildConfig
+    shards: list[ShardPlan]
+    problems: list[Problem]
+    relabeling: dict[int, int] | None
+    fingerprint: str
+
+    def counts(self) -> dict[str, int]:
+        totals: dict[str, int] = defaultdict(int)
+        for shard in self.shards:
+            totals[shard.prefix] += len(shard.images)
+        return dict(totals)
+
+    def num_classes(self) -> int:
+        """Classes of the relabeling (all of the clean CSV), else labels seen in the records."""
+        if self.relabeling is not None:
+            return len(self.relabeling)
+        return len({i.label for s in self.shards for i in s.images if i.label is not None})
+
+    def work_folder(self) -> str:
+        """Where the shard plans live while the job runs, under the output folder."""
+        return storage.join(
+            self.config.output_directory, ".build_image_dataset", self.fingerprint[:16]
+        )
+
+    def write(self) -> list[str]:
+        """Writes one JSON file per shard under the output folder; returns their URLs."""
+        fs, folder = storage.resolve(self.work_folder())
+        paths = []
+        for shard in self.shards:
+            path = storage.join(folder, f"{shard.name}.json")
+            storage.write_bytes(fs, path, shard.to_json().encode())
+            paths.append(storage.url_of(fs, path))
+        return paths
+
+
+def list_images(directory: str) -> dict[str, tuple[str, int]]:
+    """{image id: (path, size)} of `<directory>/*.jpg`; the directory may hold wildcards.
+
+    An id found twice keeps its first path in sorted order.
+    """
+    fs, pattern = storage.resolve(storage.join(directory, "*.jpg"))
+    found: dict[str, tuple[str, int]] = {}
+    for path, info in sorted(fs.glob(pattern, detail=True).items()):
+        image_id = path.rsplit("/", 1)[-1][: -len(".jpg")]
+        found.setdefault(image_id, (storage.url_of(fs, path), int(info.get("size") or 0)))
+    return found
+
+
+def plan_build(config: BuildConfig) -> BuildPlan:
+    """Lists the images, joins them with the CSV, relabels, splits and shards.
+
+    Raises:
+      ValueError: naming the flag or CSV row that is wrong.
+    """
+    config.validate()
+    train_files = list_images(config.train_directory)
+    clean = config.train_clean_csv_path is not None
+    csv_path = config.train_clean_csv_path if clean else config.train_csv_path
+    csv_labels = labels.read_clean_labels(csv_path) if clean else labels.read_train_labels(csv_path)
+    mapping = labels.relabeling(csv_labels) if clean else None
+
+    problems: list[Problem] = []
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for image_id, label in csv_labels.items():
+        if image_id in train_files:
+            by_class[label].append(image_id)
+        elif (
+            clean
+        ):  # train.csv lists every image, downloaded or not: only the clean list must exist
+            problems.append(Problem("train", image_id, "", images.MISSING, f"listed in {csv_path}"))
+    if not clean:
+        for image_id, (path, _) in train_files.items():
+            if image_id not in csv_labels:
+                problems.append(Problem("train", image_id, path, UNLISTED, f"not in {csv_path}"))
+
+    def planned(image_id: str, label: int) -> PlannedImage:
+        return PlannedImage(image_id, train_files[image_id][0], mapping[label] if clean else label)
+
+    splits: dict[str, list[PlannedImage]] = {records.TRAIN_PREFIX: []}
+    if config.generate_train_validation_splits:
+        splits[records.VALIDATION_PREFIX] = []
+        for label in sorted(by_class):
+            train_ids, validation_ids = split_class(
+                by_class[label], label, config.seed, config.validation_split_size
+            )
+            splits[records.TRAIN_PREFIX] += [planned(i, label) for i in train_ids]
+            splits[records.VALIDATION_PREFIX] += [planned(i, label) for i in validation_ids]
+    else:
+        for label, ids in by_class.items():
+            splits[records.TRAIN_PREFIX] += [planned(i, label) for i in ids]
+    test_files: dict[str, tuple[str, int]] = {}
+    if config.test_csv_path is not None:
+        test_files = list_images(config.test_directory)
+        splits[records.TEST_PREFIX] = [PlannedImage(i, p, None) for i, (p, _) in test_files.items()]
+
+    shards = [
+        shard
+        for prefix, members in splits.items()
+        for shard in _shards(prefix, members, config.num_shards, config.seed)
+    ]
+    fingerprint = _fingerprint(config, csv_path, train_files, test_files)
+    return BuildPlan(config, shards, problems, mapping, fingerprint)
+
+
+def _shards(prefix: str, members: list[PlannedImage], num_shards: int, seed: int):
+    """Every shard of a split, empty ones included, cut from one pseudo-random order."""
+    ordered = sorted(members, key=lambda image: order_key(seed, image.image_id))
+    bounds = records.shard_boundaries(len(ordered), num_shards)
+    for index in range(num_shards):
+        yield ShardPlan(
+            prefix, index, num_shards, tuple(ordered[bounds[index] : bounds[index + 1]])
+        )
+
+
+def _fingerprint(
+    config: BuildConfig,
+    csv_path: str,
+    train_files: dict[str, tuple[str, int]],
+    test_files: dict[str, tuple[str, int]],
+) -> str:
+    """Parameters, CSV bytes and every image's id and size: what the output depends on."""
+    digest = hashlib.sha256(json.dumps(config.params(), sort_keys=True).encode())
+    fs, path = storage.resolve(csv_path)
+    with fs.open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    for files in (train_files, test_files):
+        for image_id in sorted(files):
+            digest.update(f"{image_id}:{files[image_id][1]};".encode())
+        digest.update(b"|")
+    return digest.hexdigest()
