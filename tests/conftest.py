@@ -11,6 +11,12 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 
@@ -44,3 +50,54 @@ def mini_gldv2(mini_bucket, tmp_path_factory):
         report = download(DownloadConfig(2, 1, 1, output_dir=str(out), base_url=server.url))
     assert not report.failed
     return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A GCS emulator on 127.0.0.1 with bucket `test-bucket`; yields `gs://test-bucket`."""
+    import gcsfs
+
+    port = _free_port()
+    emulator = Path(sys.executable).with_name("gcp-storage-emulator")
+    process = subprocess.Popen(
+        [
+            str(emulator),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+            "--default-bucket",
+            "test-bucket",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the GCS emulator did not start within 30 s")
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    gcsfs.GCSFileSystem.clear_instance_cache()
+    yield "gs://test-bucket"
+    process.kill()
+    process.wait()
+    if previous is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = previous
+    gcsfs.GCSFileSystem.clear_instance_cache()

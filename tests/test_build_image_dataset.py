@@ -225,3 +225,24 @@ def test_strict_fails_naming_the_unreadable_file(damaged, tmp_path):
     with pytest.raises(Exception, match=truncated):
         run_build(config_for(dataset, tmp_path / "out", strict=True, test_csv_path=None))
     assert not (tmp_path / "out" / MANIFEST_NAME).exists()
+
+
+def test_gs_input_and_output_through_the_emulator(gcs_emulator, mini_gldv2, tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("gs")
+    dataset = f"{gcs_emulator}/build_input/gldv2_dataset"
+    for path in (mini_gldv2 / "train").rglob("*"):
+        if path.is_file() and path.suffix in (".jpg", ".csv"):
+            fs.put_file(str(path), f"{dataset}/train/{path.relative_to(mini_gldv2 / 'train')}")
+    out = f"{gcs_emulator}/build_output/tfrecord"
+
+    manifest = run_build(config_for(dataset, out, test_csv_path=None, num_shards=2))
+
+    assert manifest["splits"]["train"]["records"] + manifest["splits"]["validation"]["records"] == 60
+    local = tmp_path / "copied"
+    local.mkdir()
+    for name in ("train-00000-of-00002", "train-00001-of-00002", "relabeling.csv"):
+        fs.get_file(f"{out}/{name}", str(local / name))
+    assert len(read_split(local, "train")) == manifest["splits"]["train"]["records"]
+    assert fs.exists(f"{out}/{MANIFEST_NAME}") and fs.exists(f"{out}/{REPORT_NAME}")

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import fsspec
-import gcsfs
 import pytest
 
 from delf_core.download import DownloadConfig, RetryPolicy, download
@@ -19,54 +11,6 @@ from delf_core.gldv2.mirror import MirrorServer
 from tests.bucket import FaultyHandler, make_bucket, tar_requests
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def gcs_emulator():
-    port = _free_port()
-    emulator = Path(sys.executable).with_name("gcp-storage-emulator")
-    process = subprocess.Popen(
-        [
-            str(emulator),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--in-memory",
-            "--default-bucket",
-            "test-bucket",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the GCS emulator did not start within 30 s")
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
-    gcsfs.GCSFileSystem.clear_instance_cache()
-    yield "gs://test-bucket"
-    process.kill()
-    process.wait()
-    if previous is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = previous
-    gcsfs.GCSFileSystem.clear_instance_cache()
 
 
 def test_download_to_gcs_writes_the_same_layout_and_reruns_as_a_no_op(gcs_emulator, tmp_path):
