@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -12,7 +11,6 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import CachePolicy
 from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 
@@ -32,6 +30,7 @@ from delf_core.download import (
 )
 from delf_core.download.manifest import SplitManifest
 from delf_core.gldv2 import layout
+from flows.caching import OutputsStandCache
 
 # Errors that another attempt cannot fix; the rest get Prefect's retries on top of the
 # per-request retries inside delf_core.
@@ -43,26 +42,20 @@ def _worth_retrying(task, task_run, state) -> bool:
     return not isinstance(error, _PERMANENT)
 
 
-class VerifiedTarCache(CachePolicy):
-    """Keys a tar on (URL, published md5, output folder), valid only while its outputs stand.
+def _tar_identity(inputs: dict[str, Any]) -> str:
+    config: DownloadConfig = inputs["config"]
+    job: TarJob = inputs["job"]
+    url = layout.join_url(config.base_url, layout.tar_bucket_path(job.split, job.index))
+    return f"{url}|{inputs['expected_md5']}|{config.output_dir}|delete_tars={config.delete_tars}"
 
-    Prefect trusts a cache record even after its files are deleted; here a tar whose
-    manifest entry is gone or records other bytes gets no key, so its task runs again.
-    """
 
-    def compute_key(
-        self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs
-    ) -> str | None:
-        config: DownloadConfig = inputs["config"]
-        job: TarJob = inputs["job"]
-        expected = inputs["expected_md5"]
-        fs, root = storage.resolve(config.output_dir)
-        entry = SplitManifest(fs, storage.join(root, job.split), job.split).tar_entry(job.name)
-        if entry is None or entry["md5"] != expected:
-            return None
-        url = layout.join_url(config.base_url, layout.tar_bucket_path(job.split, job.index))
-        key = f"{url}|{expected}|{config.output_dir}|delete_tars={config.delete_tars}"
-        return "download-" + hashlib.sha256(key.encode()).hexdigest()
+def _tar_stands(inputs: dict[str, Any]) -> bool:
+    """The split's manifest records this tar, with the published md5, as unpacked."""
+    config: DownloadConfig = inputs["config"]
+    job: TarJob = inputs["job"]
+    fs, root = storage.resolve(config.output_dir)
+    entry = SplitManifest(fs, storage.join(root, job.split), job.split).tar_entry(job.name)
+    return entry is not None and entry["md5"] == inputs["expected_md5"]
 
 
 @task(
@@ -91,7 +84,9 @@ def checksums(config: DownloadConfig, split: str) -> dict[str, str]:
 
 @task(
     name="download",
-    cache_policy=VerifiedTarCache(),
+    cache_policy=OutputsStandCache(
+        identity=_tar_identity, outputs_stand=_tar_stands, prefix="download"
+    ),
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=5),
     retry_jitter_factor=0.5,
@@ -117,7 +112,7 @@ def download_gldv2(
     """Downloads GLDv2 tars, md5 files and CSVs; fails, naming each bad file, if any failed.
 
     Tasks run at most `max_workers` at a time. A rerun skips tars that are verified and
-    unpacked (they show as Cached once a run has recorded them).
+    unpacked; they show as Cached.
     """
     logger = get_run_logger()
     config = DownloadConfig(

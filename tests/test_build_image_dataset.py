@@ -239,7 +239,9 @@ def test_gs_input_and_output_through_the_emulator(gcs_emulator, mini_gldv2, tmp_
 
     manifest = run_build(config_for(dataset, out, test_csv_path=None, num_shards=2))
 
-    assert manifest["splits"]["train"]["records"] + manifest["splits"]["validation"]["records"] == 60
+    assert (
+        manifest["splits"]["train"]["records"] + manifest["splits"]["validation"]["records"] == 60
+    )
     local = tmp_path / "copied"
     local.mkdir()
     for name in ("train-00000-of-00002", "train-00001-of-00002", "relabeling.csv"):

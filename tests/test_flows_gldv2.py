@@ -1,0 +1,65 @@
+"""The gldv2 flow (download, then build_image_dataset) under Prefect's test harness."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from delf_core.gldv2.mirror import MirrorServer
+from flows.gldv2 import gldv2
+
+pytestmark = pytest.mark.integration
+
+
+def task_states_of_subflows(flow_state) -> dict[str, str]:
+    """Names and states of the task runs of a flow run and of its subflow runs."""
+    with get_client(sync_client=True) as client:
+        flow_runs = client.read_flow_runs()
+        tasks = client.read_task_runs()
+    subflow_parents = {run.parent_task_run_id: run.id for run in flow_runs}
+    ids = {flow_state.state_details.flow_run_id}
+    ids |= {
+        child
+        for parent, child in subflow_parents.items()
+        if any(t.id == parent and t.flow_run_id in ids for t in tasks)
+    }
+    return {
+        t.name: t.state.name
+        for t in tasks
+        if t.flow_run_id in ids and t.id not in subflow_parents  # a subflow's stand-in task
+    }
+
+
+def test_gldv2_flow_downloads_builds_and_a_rerun_is_cached(prefect_harness, mini_bucket, tmp_path):
+    dataset = tmp_path / "gldv2_dataset"
+    with MirrorServer(mini_bucket) as server:
+        params = dict(
+            num_train=2,
+            num_index=1,
+            num_test=1,
+            dataset_dir=str(dataset),
+            base_url=server.url,
+            num_shards=3,
+        )
+        first = gldv2(**params, return_state=True)
+        assert first.is_completed()
+        result = first.result()
+        assert result["tfrecords"]["splits"]["test"]["records"] == 16
+        assert sorted(p.name for p in (dataset / "tfrecord").glob("validation-*")) == [
+            f"validation-0000{i}-of-00003" for i in range(3)
+        ]
+        manifest_path = dataset / "tfrecord" / "build_image_dataset_manifest.json"
+        written = manifest_path.stat().st_mtime_ns
+
+        second = gldv2(**params, return_state=True)
+
+    assert second.is_completed()
+    assert manifest_path.stat().st_mtime_ns == written
+    states = task_states_of_subflows(second)
+    build = [state for name, state in states.items() if name.startswith("build_image_dataset")]
+    tars = [state for name, state in states.items() if name.startswith("download-")]
+    assert build == ["Cached"]
+    assert tars == ["Cached"] * 4
+    assert json.loads(manifest_path.read_text())["splits"]["train"]["records"] > 0
