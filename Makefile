@@ -10,7 +10,7 @@ DEMO_DIR ?= .demo
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup test demo lint format bench lock clean
+.PHONY: setup test demo lint format bench lock wheel clean
 
 setup: $(STAMP)
 
@@ -37,11 +37,16 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_download.py
+	$(PY) benchmarks/bench_build_image_dataset.py
 
 # Re-resolve the pinned versions after editing the dependencies in pyproject.toml.
 lock: $(STAMP)
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --no-header -o requirements/lock.txt
 
+# The package as a wheel in dist/, for Beam workers (--extra_package) and docker/.
+wheel: $(STAMP)
+	$(UV) build --wheel -o dist
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) dist .pytest_cache .ruff_cache

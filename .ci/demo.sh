@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: build the mini dataset, serve it on 127.0.0.1, download it with `delf download`.
 set -euo pipefail
-delf=${1:-delf}
+delf=$(realpath "${1:-$(command -v delf)}")
 demo_dir=${2:-.demo}
 
 rm -rf "$demo_dir"
@@ -24,3 +24,26 @@ echo "a rerun finds everything done:"
 "$delf" download 2 1 1 --base_url="$url" --output_dir="$demo_dir/gldv2_dataset"
 images=$(find "$demo_dir/gldv2_dataset" -name '*.jpg' | wc -l)
 echo "demo: $images images under $demo_dir/gldv2_dataset/{train,index,test}"
+
+echo "the seed's build_image_dataset command, unchanged, on what was downloaded:"
+cd "$demo_dir"
+"$delf" build_image_dataset \
+  --train_csv_path=gldv2_dataset/train/train.csv \
+  --train_clean_csv_path=gldv2_dataset/train/train_clean.csv \
+  --train_directory=gldv2_dataset/train/*/*/*/ \
+  --output_directory=gldv2_dataset/tfrecord/ \
+  --num_shards=128 \
+  --generate_train_validation_splits \
+  --validation_split_size=0.2
+echo "and with the test split:"
+"$delf" build_image_dataset \
+  --train_csv_path=gldv2_dataset/train/train.csv \
+  --train_clean_csv_path=gldv2_dataset/train/train_clean.csv \
+  --train_directory=gldv2_dataset/train/*/*/*/ \
+  --test_csv_path=gldv2_dataset/train/test.csv \
+  --test_directory=gldv2_dataset/test/*/*/*/ \
+  --output_directory=gldv2_dataset/tfrecord/ \
+  --num_shards=128 \
+  --generate_train_validation_splits \
+  --validation_split_size=0.2
+echo "demo: $(ls gldv2_dataset/tfrecord | grep -c -- '-of-') shards in $demo_dir/gldv2_dataset/tfrecord"
