@@ -80,13 +80,15 @@ def fetch_file(
     expected_md5: str | None = None,
     policy: RetryPolicy = RetryPolicy(),
     on_bytes: Callable[[int], None] | None = None,
+    tee: Callable[[int, bytes], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> FetchResult:
     """Downloads `url` to `dest`, which appears only once complete and verified.
 
     Bytes go to `<dest>.part`; a `.part` left by an earlier run is resumed with an HTTP
     Range request. The md5 is updated as the bytes arrive. A wrong md5 discards the
-    file and counts as a failed attempt.
+    file and counts as a failed attempt. `tee`, if given, receives each chunk with its
+    offset in the file, once the chunk is written.
 
     Raises:
       PermanentHTTPError: on a 4xx status other than the retryable ones (no retry).
@@ -98,7 +100,7 @@ def fetch_file(
     while True:
         attempt += 1
         try:
-            size, md5 = _fetch_once(session, url, part, policy, on_bytes)
+            size, md5 = _fetch_once(session, url, part, policy, on_bytes, tee)
             if expected_md5 is not None and md5 != expected_md5:
                 part.unlink()
                 raise ChecksumMismatchError(
@@ -124,6 +126,7 @@ def _fetch_once(
     part: Path,
     policy: RetryPolicy,
     on_bytes: Callable[[int], None] | None,
+    tee: Callable[[int, bytes], None] | None,
 ) -> tuple[int, str]:
     """One attempt; returns (size, md5) of the complete `.part` file."""
     offset = part.stat().st_size if part.exists() else 0
@@ -138,7 +141,7 @@ def _fetch_once(
             offset = _check_status(response, url, part, offset)
             if offset < 0:  # the .part already held every byte
                 return part.stat().st_size, md5_of_file(part)
-            return _stream_body(response, part, offset, on_bytes)
+            return _stream_body(response, part, offset, on_bytes, tee)
     except requests.exceptions.RequestException as error:
         # Connection refused or reset, timeouts and bodies cut short all land here.
         raise TransientError(f"{url}: {type(error).__name__}: {_first_line(error)}") from None
@@ -171,6 +174,7 @@ def _stream_body(
     part: Path,
     offset: int,
     on_bytes: Callable[[int], None] | None,
+    tee: Callable[[int, bytes], None] | None,
 ) -> tuple[int, str]:
     digest = hashlib.md5()
     if offset:
@@ -185,6 +189,8 @@ def _stream_body(
         for chunk in response.iter_content(_CHUNK_BYTES):
             handle.write(chunk)
             digest.update(chunk)
+            if tee:
+                tee(offset + received, chunk)
             received += len(chunk)
             if on_bytes:
                 on_bytes(len(chunk))

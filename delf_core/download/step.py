@@ -8,6 +8,7 @@ import functools
 import hashlib
 import logging
 import os
+import shutil
 import tarfile
 import tempfile
 import threading
@@ -22,6 +23,7 @@ from delf_core import storage
 from delf_core.download.errors import ChecksumMismatchError, DownloadError
 from delf_core.download.fetch import RetryPolicy, fetch_file, md5_of_file
 from delf_core.download.manifest import SplitManifest
+from delf_core.download.stream_untar import StreamingUnpacker
 from delf_core.download.untar import unpack_tar
 from delf_core.gldv2 import layout
 
@@ -225,26 +227,37 @@ def download_tar(
     if tar_path.exists() and md5_of_file(tar_path) != expected:
         tar_path.unlink()  # left by an interrupted run with other bytes: fetch again
     md5_path = local_dir / layout.md5_name(job.index)
-    if not tar_path.exists():
-        on_bytes = progress.bytes_received if progress else None
-        try:
-            fetch_file(
-                _session(),
-                layout.join_url(config.base_url, layout.tar_bucket_path(job.split, job.index)),
-                tar_path,
-                expected_md5=expected,
-                policy=config.retry,
-                on_bytes=on_bytes,
-            )
-        except ChecksumMismatchError:
-            # The md5 file may be the wrong one: fetch it afresh on the next run.
-            md5_path.unlink(missing_ok=True)
-            raise
-    size = tar_path.stat().st_size
+    staging = local_dir / f".unpack-{job.name}"
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
+    unpacker = None
+    fresh = not tar_path.exists() and not tar_path.with_name(tar_path.name + ".part").exists()
+    if fresh and storage.is_local(fs):
+        unpacker = StreamingUnpacker(staging, job.name)
     try:
-        images = unpack_tar(tar_path, fs, split_dir)
-    except tarfile.TarError as error:
-        raise DownloadError(f"{job.name}: not a readable tar: {error}") from None
+        if not tar_path.exists():
+            on_bytes = progress.bytes_received if progress else None
+            try:
+                fetch_file(
+                    _session(),
+                    layout.join_url(config.base_url, layout.tar_bucket_path(job.split, job.index)),
+                    tar_path,
+                    expected_md5=expected,
+                    policy=config.retry,
+                    on_bytes=on_bytes,
+                    tee=unpacker,
+                )
+            except ChecksumMismatchError:
+                # The md5 file may be the wrong one: fetch it afresh on the next run.
+                md5_path.unlink(missing_ok=True)
+                raise
+        size = tar_path.stat().st_size
+        if unpacker is not None and unpacker.finish(size):
+            images = unpacker.commit(Path(split_dir))
+        else:
+            images = _unpack_file(tar_path, fs, split_dir, job.name)
+    finally:
+        if unpacker is not None:
+            unpacker.discard()
     if not storage.is_local(fs):
         _publish(fs, md5_path, storage.join(split_dir, md5_path.name))
         if not config.delete_tars:
@@ -255,6 +268,13 @@ def download_tar(
         tar_path.unlink()
     log.debug("%s/%s: %d images", job.split, job.name, images)
     return FileOutcome(job.split, job.name, "downloaded", size, expected, images)
+
+
+def _unpack_file(tar_path: Path, fs: fsspec.AbstractFileSystem, split_dir: str, name: str) -> int:
+    try:
+        return unpack_tar(tar_path, fs, split_dir)
+    except tarfile.TarError as error:
+        raise DownloadError(f"{name}: not a readable tar: {error}") from None
 
 
 def fetch_checksums(config: DownloadConfig, split: str) -> dict[str, str]:

@@ -30,7 +30,7 @@ def unpack_tar(tar_path: Path, fs: fsspec.AbstractFileSystem, dest_dir: str) -> 
     """
     with tarfile.open(tar_path, mode="r:") as archive:
         members = archive.getmembers()
-        files = [m for m in members if _checked(m, tar_path.name)]
+        files = [m for m in members if check_member(m, tar_path.name)]
         images = 0
         for member in files:
             target = storage.join(dest_dir, posixpath.normpath(member.name))
@@ -42,7 +42,7 @@ def unpack_tar(tar_path: Path, fs: fsspec.AbstractFileSystem, dest_dir: str) -> 
     return images
 
 
-def _checked(member: tarfile.TarInfo, tar_name: str) -> bool:
+def check_member(member: tarfile.TarInfo, tar_name: str) -> bool:
     """True for a regular file to unpack, False for a directory; raises otherwise."""
     name = member.name
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
