@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import hashlib
 import io
 import shutil
 import sys
@@ -18,6 +17,7 @@ import numpy as np
 import requests
 
 from delf_core.download import DownloadConfig, download
+from delf_core.download.fetch import md5_of_file
 from delf_core.gldv2 import layout
 from delf_core.gldv2.mirror import MirrorServer
 
@@ -46,15 +46,7 @@ def write_tar(path: Path, rng: np.random.Generator, members: int, member_bytes: 
             info = tarfile.TarInfo(layout.image_relpath(rng.bytes(8).hex()))
             info.size = member_bytes
             archive.addfile(info, io.BytesIO(payload[k * member_bytes : (k + 1) * member_bytes]))
-    return md5_of(path)
-
-
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_READ_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return md5_of_file(path)
 
 
 def make_bucket(root: Path, num_tars: int, members: int, member_bytes: int) -> list[Path]:
@@ -133,7 +125,7 @@ def run_sequential(base_url: str, out: Path, num_tars: int) -> float:
             get(tar_url(base_url, index), handle)
         md5_url = layout.join_url(base_url, layout.md5_bucket_path(layout.TRAIN, index))
         expected = layout.parse_md5_file(requests.get(md5_url, timeout=60).text, md5_url)
-        if md5_of(tar) != expected:
+        if md5_of_file(tar) != expected:
             sys.exit(f"sequential baseline: md5 mismatch for {tar.name}")
         with tarfile.open(tar) as archive:
             archive.extractall(out / layout.TRAIN, filter="data")

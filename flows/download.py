@@ -42,6 +42,15 @@ def _worth_retrying(task, task_run, state) -> bool:
     return not isinstance(error, _PERMANENT)
 
 
+# Prefect's retries, on top of the per-request ones inside delf_core: 5 s, 10 s, jittered.
+_RETRIES = dict(
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_worth_retrying,
+)
+
+
 def _tar_identity(inputs: dict[str, Any]) -> str:
     config: DownloadConfig = inputs["config"]
     job: TarJob = inputs["job"]
@@ -60,10 +69,7 @@ def _tar_stands(inputs: dict[str, Any]) -> bool:
 
 @task(
     name="download_metadata",
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_worth_retrying,
+    **_RETRIES,
     task_run_name="download_metadata-{split}-{remote.name}",
 )
 def download_metadata(config: DownloadConfig, split: str, remote: layout.RemoteFile) -> dict:
@@ -72,10 +78,7 @@ def download_metadata(config: DownloadConfig, split: str, remote: layout.RemoteF
 
 @task(
     name="fetch_checksums",
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_worth_retrying,
+    **_RETRIES,
     task_run_name="fetch_checksums-{split}",
 )
 def checksums(config: DownloadConfig, split: str) -> dict[str, str]:
@@ -87,10 +90,7 @@ def checksums(config: DownloadConfig, split: str) -> dict[str, str]:
     cache_policy=OutputsStandCache(
         identity=_tar_identity, outputs_stand=_tar_stands, prefix="download"
     ),
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_worth_retrying,
+    **_RETRIES,
     task_run_name="download-{job.split}-{job.name}",
 )
 def download_one_tar(config: DownloadConfig, job: TarJob, expected_md5: str) -> dict:

@@ -224,40 +224,14 @@ def download_tar(
     local_dir = _local_dir(config, job.split)
     expected = expected_md5 or _expected_md5(config, job, local_dir)
     tar_path = local_dir / job.name
-    if tar_path.exists() and md5_of_file(tar_path) != expected:
-        tar_path.unlink()  # left by an interrupted run with other bytes: fetch again
     md5_path = local_dir / layout.md5_name(job.index)
-    staging = local_dir / f".unpack-{job.name}"
-    shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
-    unpacker = None
-    fresh = not tar_path.exists() and not tar_path.with_name(tar_path.name + ".part").exists()
-    if fresh and storage.is_local(fs):
-        unpacker = StreamingUnpacker(staging, job.name)
     try:
-        if not tar_path.exists():
-            on_bytes = progress.bytes_received if progress else None
-            try:
-                fetch_file(
-                    _session(),
-                    layout.join_url(config.base_url, layout.tar_bucket_path(job.split, job.index)),
-                    tar_path,
-                    expected_md5=expected,
-                    policy=config.retry,
-                    on_bytes=on_bytes,
-                    tee=unpacker,
-                )
-            except ChecksumMismatchError:
-                # The md5 file may be the wrong one: fetch it afresh on the next run.
-                md5_path.unlink(missing_ok=True)
-                raise
-        size = tar_path.stat().st_size
-        if unpacker is not None and unpacker.finish(size):
-            images = unpacker.commit(Path(split_dir))
-        else:
-            images = _unpack_file(tar_path, fs, split_dir, job.name)
-    finally:
-        if unpacker is not None:
-            unpacker.discard()
+        images = _fetch_and_unpack(config, job, tar_path, expected, split_dir, progress)
+    except ChecksumMismatchError:
+        # The md5 file may be the wrong one: fetch it afresh on the next run.
+        md5_path.unlink(missing_ok=True)
+        raise
+    size = tar_path.stat().st_size
     if not storage.is_local(fs):
         _publish(fs, md5_path, storage.join(split_dir, md5_path.name))
         if not config.delete_tars:
@@ -270,11 +244,48 @@ def download_tar(
     return FileOutcome(job.split, job.name, "downloaded", size, expected, images)
 
 
-def _unpack_file(tar_path: Path, fs: fsspec.AbstractFileSystem, split_dir: str, name: str) -> int:
+def _fetch_and_unpack(
+    config: DownloadConfig,
+    job: TarJob,
+    tar_path: Path,
+    expected: str,
+    split_dir: str,
+    progress: ProgressListener | None,
+) -> int:
+    """Fetches the tar unless a verified copy is there, and unpacks it; returns its images.
+
+    A fresh download into a local folder is unpacked while it arrives (into a staging
+    folder moved into place once the md5 matches); otherwise the verified file is.
+    """
+    fs = storage.resolve(config.output_dir)[0]
+    if tar_path.exists() and md5_of_file(tar_path) != expected:
+        tar_path.unlink()  # left by an interrupted run with other bytes: fetch again
+    staging = tar_path.with_name(f".unpack-{tar_path.name}")
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
+    part = tar_path.with_name(tar_path.name + ".part")
+    unpacker = None
+    if storage.is_local(fs) and not tar_path.exists() and not part.exists():
+        unpacker = StreamingUnpacker(staging, job.name)
     try:
-        return unpack_tar(tar_path, fs, split_dir)
-    except tarfile.TarError as error:
-        raise DownloadError(f"{name}: not a readable tar: {error}") from None
+        if not tar_path.exists():
+            fetch_file(
+                _session(),
+                layout.join_url(config.base_url, layout.tar_bucket_path(job.split, job.index)),
+                tar_path,
+                expected_md5=expected,
+                policy=config.retry,
+                on_bytes=progress.bytes_received if progress else None,
+                tee=unpacker,
+            )
+        if unpacker is not None and unpacker.finish(tar_path.stat().st_size):
+            return unpacker.commit(Path(split_dir))
+        try:
+            return unpack_tar(tar_path, fs, split_dir)
+        except tarfile.TarError as error:
+            raise DownloadError(f"{job.name}: not a readable tar: {error}") from None
+    finally:
+        if unpacker is not None:
+            unpacker.discard()
 
 
 def fetch_checksums(config: DownloadConfig, split: str) -> dict[str, str]:
