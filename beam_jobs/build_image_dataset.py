@@ -13,6 +13,7 @@ import sys
 
 import apache_beam as beam
 import fsspec
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from delf_core.build_image_dataset import (
@@ -80,6 +81,12 @@ def build_pipeline(
     )
 
 
+def job_counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
+    """The job's counters (records written, images per problem), by name."""
+    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    return {counter.key.metric.name: counter.committed for counter in query["counters"]}
+
+
 def pipeline_options(pipeline_args: list[str]) -> PipelineOptions:
     """Beam options from the leftover flags; a local run uses the offline-safe runner."""
     options = PipelineOptions(pipeline_args)
@@ -99,15 +106,19 @@ def run_build(config: BuildConfig, pipeline_args: list[str] | None = None) -> di
     plan = plan_build(config)
     if config.strict and plan.problems:
         first = plan.problems[0]
-        raise StrictModeError(f"{first.image_id}: {first.problem} ({first.detail}) (--strict)")
+        where = first.path or first.image_id
+        raise StrictModeError(f"{where}: {first.problem} ({first.detail}) (--strict)")
     manifest = up_to_date_manifest(config, plan.fingerprint)
     if manifest is not None:
         log.info("build_image_dataset: up to date in %s, nothing to do", config.output_directory)
         return manifest
     plan_urls = plan.write()
     context_url = write_context(plan)
-    with beam.Pipeline(options=pipeline_options(pipeline_args or [])) as pipeline:
-        build_pipeline(pipeline, plan_urls, context_url, config)
+    pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or []))
+    build_pipeline(pipeline, plan_urls, context_url, config)
+    result = pipeline.run()
+    result.wait_until_finish()
+    log.info("build_image_dataset: job counters %s", job_counters(result))
     manifest = up_to_date_manifest(config, plan.fingerprint)
     assert manifest is not None, "the job finished without writing its manifest"
     return manifest

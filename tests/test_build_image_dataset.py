@@ -248,3 +248,22 @@ def test_gs_input_and_output_through_the_emulator(gcs_emulator, mini_gldv2, tmp_
         fs.get_file(f"{out}/{name}", str(local / name))
     assert len(read_split(local, "train")) == manifest["splits"]["train"]["records"]
     assert fs.exists(f"{out}/{MANIFEST_NAME}") and fs.exists(f"{out}/{REPORT_NAME}")
+
+
+def test_bad_images_are_counted_as_beam_metrics(damaged, tmp_path):
+    import apache_beam as beam
+
+    from beam_jobs.build_image_dataset import build_pipeline, job_counters, pipeline_options
+    from delf_core.build_image_dataset import plan_build, write_context
+
+    dataset, _ = damaged
+    config = config_for(dataset, tmp_path / "out", test_csv_path=None)
+    plan = plan_build(config)
+    pipeline = beam.Pipeline(options=pipeline_options([]))
+    build_pipeline(pipeline, plan.write(), write_context(plan), config)
+    result = pipeline.run()
+    result.wait_until_finish()
+
+    counters = job_counters(result)
+    assert counters["records_written"] == len(clean_csv(dataset)) - 2
+    assert counters["unreadable"] == 1 and counters["reencoded"] == 2

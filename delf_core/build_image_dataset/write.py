@@ -56,8 +56,8 @@ def write_shard(
                 checked, problem = _read_checked(image, split)
                 if problem is not None:
                     if strict:
-                        detail = f"{problem.problem} {problem.detail}".strip()
-                        raise StrictModeError(f"{image.path}: {detail} (--strict)")
+                        detail = f" ({problem.detail})" if problem.detail else ""
+                        raise StrictModeError(f"{image.path}: {problem.problem}{detail} (--strict)")
                     problems.append(problem)
                     if on_problem:
                         on_problem(problem)
