@@ -17,6 +17,7 @@ from delf_core.cli_flags import normalize_bool_values
 SUBCOMMANDS = {
     "download": "GLDv2 download: parallel, checksummed, resumable (download_dataset.sh).",
     "build_image_dataset": "GLDv2 images to sharded TFRecords, as an Apache Beam job.",
+    "train": "Train DELF (local) or DELG (local + global) on the TFRecords.",
     "make_mini_dataset": "Write a small GLDv2-layout dataset built from bundled photographs.",
     "serve_mirror": "Serve a GLDv2-layout folder over HTTP, with Range support.",
 }

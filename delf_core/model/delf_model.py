@@ -1,0 +1,219 @@
+"""DELF/DELG model: ResNet-50 backbone, attention and autoencoder heads, global classifiers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from delf_core.model.attention_head import AttentionHead
+from delf_core.model.autoencoder import Autoencoder
+from delf_core.model.cosine_classifier import CosineClassifier
+from delf_core.model.gem_pooling import GeMPooling
+from delf_core.model.resnet50 import BLOCK3_CHANNELS, BLOCK4_CHANNELS, ResNet50
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a DELF or DELG model; defaults are those of the original `train.py`.
+
+    Attributes:
+        num_classes: Number of landmark classes of both classifiers.
+        block3_strides: Subsample block3 to stride 32 (see `ResNet50`).
+        delg_global_features: DELG (GeM + embedding + cosine/ArcFace) instead of DELF's
+            average pooling + softmax classifier.
+        delg_gem_power: GeM power p.
+        delg_embedding_layer_dim: Dimension of the DELG global descriptor.
+        delg_scale_factor_init: Cosine-classifier scale s.
+        delg_arcface_margin: ArcFace margin m (radians).
+        use_autoencoder: Reduce local descriptors with the autoencoder.
+        autoencoder_dimensions: Local descriptor dimension with the autoencoder.
+        local_feature_map_channels: Channels the autoencoder reconstructs; must equal
+            block3's 1024, which the reconstruction loss compares against.
+    """
+
+    num_classes: int
+    block3_strides: bool = True
+    delg_global_features: bool = False
+    delg_gem_power: float = 3.0
+    delg_embedding_layer_dim: int = 2048
+    delg_scale_factor_init: float = 45.25
+    delg_arcface_margin: float = 0.1
+    use_autoencoder: bool = True
+    autoencoder_dimensions: int = 128
+    local_feature_map_channels: int = 1024
+
+    def __post_init__(self):
+        for name in (
+            "num_classes",
+            "delg_embedding_layer_dim",
+            "autoencoder_dimensions",
+            "local_feature_map_channels",
+        ):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.use_autoencoder and self.local_feature_map_channels != BLOCK3_CHANNELS:
+            raise ValueError(
+                "ModelConfig.local_feature_map_channels must be "
+                f"{BLOCK3_CHANNELS} (block3's channels, which the autoencoder reconstructs), "
+                f"got {self.local_feature_map_channels}"
+            )
+        if self.delg_gem_power <= 0:
+            raise ValueError(f"ModelConfig.delg_gem_power must be > 0, got {self.delg_gem_power}")
+
+
+@keras.saving.register_keras_serializable(package="delf_core")
+class DelfModel(keras.Model):
+    """DELF (global average pooling + softmax) or DELG (GeM + cosine/ArcFace) model.
+
+    Both share the ResNet-50 backbone, the attention head on block3 and the optional
+    autoencoder. One call returns every output the training losses, the summaries and the
+    exporters need, as a dict.
+
+    All variables exist after `build_for(image_size)` (or `build(input_shape)`), so a
+    checkpoint can be restored, or ImageNet weights loaded, before any training step.
+
+    Args:
+        config: The architecture.
+        **kwargs: Passed to `keras.Model`.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        kwargs.setdefault("name", "delg" if config.delg_global_features else "delf")
+        super().__init__(**kwargs)
+        self.config = config
+        self.backbone = ResNet50(block3_strides=config.block3_strides, name="backbone")
+        self.attention = AttentionHead(name="attention")
+        self.autoencoder = None
+        if config.use_autoencoder:
+            self.autoencoder = Autoencoder(
+                reduced_dimension=config.autoencoder_dimensions,
+                expand_dimension=config.local_feature_map_channels,
+                name="autoencoder",
+            )
+        self.att_fc = layers.Dense(config.num_classes, name="att_fc")
+        if config.delg_global_features:
+            self.gem = GeMPooling(power=config.delg_gem_power, name="gem")
+            # "FC whitening" of the GeM vector: DELG §3.1.
+            self.embedding_layer = layers.Dense(
+                config.delg_embedding_layer_dim, name="embedding_layer"
+            )
+            self.cosine_classifier = CosineClassifier(
+                config.num_classes,
+                scale_factor_init=config.delg_scale_factor_init,
+                arcface_margin=config.delg_arcface_margin,
+                name="cosine_classifier",
+            )
+        else:
+            self.desc_fc = layers.Dense(config.num_classes, name="desc_fc")
+
+    @property
+    def global_descriptor_dim(self) -> int:
+        """Dimension of `global_descriptor`."""
+        if self.config.delg_global_features:
+            return self.config.delg_embedding_layer_dim
+        return BLOCK4_CHANNELS
+
+    def build(self, input_shape):
+        self.backbone.build(input_shape)
+        block3 = (None, None, None, BLOCK3_CHANNELS)
+        self.attention.build(block3)
+        pooled_channels = BLOCK3_CHANNELS
+        if self.autoencoder is not None:
+            self.autoencoder.build(block3)
+            pooled_channels = self.config.local_feature_map_channels
+        self.att_fc.build((None, pooled_channels))
+        if self.config.delg_global_features:
+            self.embedding_layer.build((None, BLOCK4_CHANNELS))
+            self.cosine_classifier.build((None, self.config.delg_embedding_layer_dim))
+        else:
+            self.desc_fc.build((None, BLOCK4_CHANNELS))
+
+    def build_from_config(self, config):
+        # A first call with labels records two input shapes; only the images' matter.
+        if config:
+            shape = config.get("input_shape") or config["shapes_dict"]["images_shape"]
+            self.build(shape)
+
+    def build_for(self, image_size: int | tuple[int, int]) -> None:
+        """Creates every variable by one inference call on a zero batch of that size.
+
+        Args:
+            image_size: Side, or (height, width), of the training images.
+        """
+        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        self(tf.zeros([1, height, width, 3]), training=False)
+
+    def _global(self, block4, labels, training):
+        if self.config.delg_global_features:
+            descriptor = self.embedding_layer(self.gem(block4))
+            logits = self.cosine_classifier(descriptor, labels=labels, training=training)
+        else:
+            descriptor = tf.reduce_mean(block4, axis=[1, 2])
+            logits = self.desc_fc(descriptor)
+        return descriptor, logits
+
+    def call(self, images, labels=None, training=False):
+        """Runs the whole model.
+
+        Args:
+            images: Float images [B, H, W, 3], scaled as the input pipeline does.
+            labels: Integer class ids [B]; DELG applies the ArcFace margin only when
+                training with labels.
+            training: Python bool; BatchNormalization mode and the ArcFace margin.
+
+        Returns:
+            A dict with `block3` [B, h, w, 1024] (gradient-stopped), `global_descriptor`
+            [B, D], `desc_logits` and `attn_logits` [B, num_classes], `attention_prob`
+            and `attention_score` [B, h, w, 1], `local_features` [B, h, w, d] (the
+            autoencoder's reduced map, else block3) and, with the autoencoder,
+            `reconstruction` [B, h, w, 1024].
+        """
+        maps = self.backbone(images, training=training)
+        # Attention and autoencoder losses must not train the backbone: DELG §3.2.
+        block3 = tf.stop_gradient(maps["block3"])
+        descriptor, desc_logits = self._global(maps["block4"], labels, training)
+        out = {"block3": block3, "global_descriptor": descriptor, "desc_logits": desc_logits}
+        if self.autoencoder is not None:
+            coded = self.autoencoder(block3)
+            # Scores from block3, pooling over the reconstruction (the original's newest
+            # version), so the attention classifier also trains the autoencoder.
+            attention = self.attention(block3, targets=coded["expanded"], training=training)
+            out["local_features"] = coded["reduced"]
+            out["reconstruction"] = coded["expanded"]
+        else:
+            attention = self.attention(block3, training=training)
+            out["local_features"] = block3
+        out["attn_logits"] = self.att_fc(attention["feature"])
+        out["attention_prob"] = attention["prob"]
+        out["attention_score"] = attention["score"]
+        return out
+
+    def validation_logits(self, images) -> dict[str, tf.Tensor]:
+        """Logits of the original's validation path: no margin, no autoencoder.
+
+        Args:
+            images: Float images [B, H, W, 3].
+
+        Returns:
+            A dict with `desc_logits` and `attn_logits` [B, num_classes].
+        """
+        maps = self.backbone(images, training=False)
+        _, desc_logits = self._global(maps["block4"], None, False)
+        attention = self.attention(maps["block3"], training=False)
+        return {"desc_logits": desc_logits, "attn_logits": self.att_fc(attention["feature"])}
+
+    def get_config(self):
+        config = super().get_config()
+        config["model_config"] = dataclasses.asdict(self.config)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        model_config = ModelConfig(**config.pop("model_config"))
+        return cls(model_config, **config)

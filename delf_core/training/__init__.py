@@ -1,0 +1,1 @@
+"""The `train` step: losses, schedule, the distributed custom loop, checkpoints, summaries."""

@@ -1,0 +1,35 @@
+"""Choosing the tf.distribute strategy and this worker's role."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """The strategy and whether this worker writes the real checkpoints and summaries."""
+
+    strategy: tf.distribute.Strategy
+    is_chief: bool
+    task_id: int
+
+
+def make_cluster() -> Cluster:
+    """MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else Mirrored.
+
+    MirroredStrategy uses every local GPU, or the CPU when there is none. Under several
+    workers, the chief is the `chief` task if there is one, else worker 0.
+    """
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    spec = resolver.cluster_spec().as_dict()
+    workers = len(spec.get("worker", [])) + len(spec.get("chief", []))
+    if workers <= 1:
+        return Cluster(tf.distribute.MirroredStrategy(), is_chief=True, task_id=0)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    task_type, task_id = resolver.task_type, resolver.task_id or 0
+    is_chief = task_type == "chief" or (
+        task_type == "worker" and task_id == 0 and "chief" not in spec
+    )
+    return Cluster(strategy, is_chief=is_chief, task_id=task_id)

@@ -1,0 +1,261 @@
+"""The DELF/DELG training loop: distributed custom loop, resumable, with summaries."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import time
+
+import keras
+import tensorflow as tf
+
+from delf_core import __version__
+from delf_core.input_pipeline import create_dataset
+from delf_core.model import ModelConfig, create_model, load_imagenet_weights
+from delf_core.training import summaries
+from delf_core.training.config import TrainConfig, resolve_num_classes
+from delf_core.training.distribute import make_cluster
+from delf_core.training.losses import compute_losses, correct_predictions
+from delf_core.training.schedule import linear_decay
+
+log = logging.getLogger(__name__)
+CHECKPOINT_DIR = "delf_tf2-ckpt"
+WEIGHTS_NAME = "delf_weights"
+MANIFEST_NAME = "train_manifest.json"
+
+
+class LabelOutOfRangeError(ValueError):
+    """A record's label is not in [0, num_classes)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    step: int
+    metrics: dict[str, float]
+    resumed_from: int
+    already_done: bool = False
+
+
+def model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
+    return ModelConfig(
+        num_classes=num_classes,
+        block3_strides=config.block3_strides,
+        delg_global_features=config.delg_global_features,
+        delg_gem_power=config.delg_gem_power,
+        delg_embedding_layer_dim=config.delg_embedding_layer_dim,
+        delg_scale_factor_init=config.delg_scale_factor_init,
+        delg_arcface_margin=config.delg_arcface_margin,
+        use_autoencoder=config.use_autoencoder,
+        autoencoder_dimensions=int(config.autoencoder_dimensions),
+        local_feature_map_channels=int(config.local_feature_map_channels),
+    )
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Trains until `max_iters`, resuming from the latest checkpoint in `logdir`.
+
+    Resume order: (1) build the model and optimizer, (2) restore the latest checkpoint
+    of `<logdir>/delf_tf2-ckpt` (model, optimizer and its step, hence the learning
+    rate), (3) if nothing was restored, load the ImageNet weights, (4) train from the
+    restored step. A run already at `max_iters` returns at once.
+
+    Raises:
+      ValueError: for a bad flag or a missing dataset.
+      LabelOutOfRangeError: when a label is outside [0, num_classes).
+    """
+    config = config.debugged()
+    config.validate()
+    num_classes = resolve_num_classes(config)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    cluster = make_cluster()
+    strategy = cluster.strategy
+    variant = "delg_r50" if config.delg_global_features else "delf_r50"
+
+    # ---- Model, optimizer, checkpoint -------------------------------------------------
+    with strategy.scope():
+        model = create_model(variant, **dataclasses.asdict(model_config(config, num_classes)))
+        model.build_for(config.image_size)
+        optimizer = keras.optimizers.SGD(
+            learning_rate=linear_decay(config.initial_lr, config.max_iters), momentum=0.9
+        )
+        if config.mixed_precision:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(optimizer=optimizer, model=model)
+    checkpoint_dir = _checkpoint_dir(config.logdir, cluster)
+    manager = tf.train.CheckpointManager(
+        checkpoint,
+        checkpoint_dir,
+        max_to_keep=config.max_checkpoints,
+        keep_checkpoint_every_n_hours=3,
+    )
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    resumed_from = int(optimizer.iterations.numpy())
+    if resumed_from >= config.max_iters:
+        log.info(
+            "train: %s is already at step %d of %d", config.logdir, resumed_from, config.max_iters
+        )
+        return TrainResult(resumed_from, {}, resumed_from, already_done=True)
+    if resumed_from == 0 and config.imagenet_checkpoint:
+        load_imagenet_weights(model.backbone, config.imagenet_checkpoint)
+        log.info("train: backbone initialised from %s", config.imagenet_checkpoint)
+    elif resumed_from:
+        log.info("train: resumed from step %d", resumed_from)
+
+    # ---- Data ---------------------------------------------------------------------------
+    global_batch = config.batch_size
+    train_data = create_dataset(
+        config.train_file_pattern,
+        config.image_size,
+        global_batch,
+        augmentation=config.use_augmentation,
+        seed=config.seed,
+        drop_remainder=True,
+    )
+    iterator = iter(strategy.experimental_distribute_dataset(train_data))
+    validation_data = create_dataset(
+        config.validation_file_pattern,
+        config.image_size,
+        global_batch,
+        augmentation=False,
+        seed=config.seed,
+    )
+    validation_iterator = iter(validation_data)
+
+    # ---- One step -----------------------------------------------------------------------
+    def step_fn(images: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
+        tf.debugging.assert_non_negative(labels, message="label below 0")
+        tf.debugging.assert_less(
+            labels,
+            tf.cast(num_classes, labels.dtype),
+            message=f"label not below num_classes={num_classes}",
+        )
+        with tf.GradientTape() as tape:
+            outputs = model(images, labels=labels, training=True)
+            losses = compute_losses(outputs, labels, global_batch, config)
+            loss = losses["total"]
+            if config.mixed_precision:
+                loss = optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        gradients, _ = tf.clip_by_global_norm(gradients, config.clip_norm)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        metrics = {f"loss/{name}": value for name, value in losses.items()}
+        metrics["train_accuracy/desc"] = (
+            correct_predictions(labels, outputs["desc_logits"]) / global_batch
+        )
+        metrics["train_accuracy/attn"] = (
+            correct_predictions(labels, outputs["attn_logits"]) / global_batch
+        )
+        return metrics
+
+    @tf.function
+    def train_step(iterator) -> dict[str, tf.Tensor]:
+        per_replica = strategy.run(step_fn, args=next(iterator))
+        return {
+            name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for name, value in per_replica.items()
+        }
+
+    @tf.function
+    def validation_step(images: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = model.validation_logits(images)
+        return {
+            "desc": correct_predictions(labels, logits["desc_logits"]),
+            "attn": correct_predictions(labels, logits["attn_logits"]),
+        }
+
+    def validate() -> dict[str, float]:
+        correct = {"desc": 0.0, "attn": 0.0}
+        seen = 0
+        for _ in range(config.eval_batches()):
+            images, labels = next(validation_iterator)
+            counts = validation_step(images, labels)
+            for name in correct:
+                correct[name] += float(counts[name])
+            seen += int(labels.shape[0])
+        return {f"validation/{name}": value / max(seen, 1) for name, value in correct.items()}
+
+    # ---- Loop ---------------------------------------------------------------------------
+    writer = summaries.writer(config.logdir, cluster.is_chief)
+    step = resumed_from
+    began, began_step = time.monotonic(), step
+    metrics: dict[str, float] = {}
+    while step < config.max_iters:
+        try:
+            values = train_step(iterator)
+        except tf.errors.InvalidArgumentError as error:
+            if "num_classes" in str(error) or "label below 0" in str(error):
+                raise LabelOutOfRangeError(
+                    f"a label in {config.train_file_pattern} is outside [0, {num_classes}): "
+                    "check --num_classes or --dataset_version"
+                ) from None
+            raise
+        step = int(optimizer.iterations.numpy())
+        if step % config.report_interval == 0 or step == config.max_iters:
+            metrics = {name: float(value) for name, value in values.items()}
+            elapsed = time.monotonic() - began
+            rate = (step - began_step) / max(elapsed, 1e-9)
+            metrics["learning_rate"] = float(
+                linear_decay(config.initial_lr, config.max_iters)(step)
+            )
+            metrics["global_steps_per_sec"] = rate
+            images, _ = next(validation_iterator)
+            summaries.write_step(writer, step, metrics, model, images)
+            log.info(
+                "train: step %d/%d loss %.4f desc acc %.3f attn acc %.3f lr %.5f; %.2f steps/s, "
+                "%.1f images/s, ETA %.0f s",
+                step,
+                config.max_iters,
+                metrics["loss/total"],
+                metrics["train_accuracy/desc"],
+                metrics["train_accuracy/attn"],
+                metrics["learning_rate"],
+                rate,
+                rate * global_batch,
+                (config.max_iters - step) / max(rate, 1e-9),
+            )
+        if step % config.eval_interval == 0 or step == config.max_iters:
+            validation = validate()
+            metrics.update(validation)
+            summaries.write_scalars(writer, step, validation)
+            log.info("train: step %d validation %s", step, validation)
+        if step % config.save_interval == 0 or step == config.max_iters:
+            _save(manager, checkpoint, model, step, config.logdir, cluster.is_chief)
+    if cluster.is_chief:
+        _write_manifest(config, num_classes, step, metrics)
+    return TrainResult(step, metrics, resumed_from)
+
+
+def _checkpoint_dir(logdir: str, cluster) -> str:
+    """The chief writes the real checkpoints; other workers (whose save runs the same
+    collectives) write to a throw-away folder."""
+    if cluster.is_chief:
+        return os.path.join(logdir, CHECKPOINT_DIR)
+    return os.path.join(tempfile.gettempdir(), f"delf-worker-{cluster.task_id}", CHECKPOINT_DIR)
+
+
+def _save(manager, checkpoint, model, step: int, logdir: str, is_chief: bool) -> None:
+    manager.save(checkpoint_number=step)
+    if is_chief:
+        # The weights alone, for the export steps (the original's --ckpt_path).
+        tf.train.Checkpoint(model=model).write(os.path.join(logdir, WEIGHTS_NAME))
+
+
+def _write_manifest(config: TrainConfig, num_classes: int, step: int, metrics: dict) -> None:
+    manifest = {
+        "step": "train",
+        "delf_version": __version__,
+        "params": dataclasses.asdict(config),
+        "num_classes": num_classes,
+        "global_step": step,
+        "metrics": metrics,
+    }
+    path = os.path.join(config.logdir, MANIFEST_NAME)
+    with tf.io.gfile.GFile(path + ".tmp", "w") as handle:
+        handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
