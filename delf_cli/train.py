@@ -36,7 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "class count; overrides --dataset_version",
         type=positive_int,
     )
-    add_flag(parser, "seed", d.seed, "seed of the data order and crops", type=int)
+    add_flag(parser, "seed", d.seed, "seed of the initial weights, data order and crops", type=int)
+    add_bool_flag(
+        parser,
+        "deterministic",
+        d.deterministic,
+        "the same seed gives the same batches (a little slower)",
+    )
     add_flag(
         parser,
         "initial_lr",

@@ -30,6 +30,7 @@ class TrainConfig:
     dataset_version: str = "gld_v1"
     num_classes: int | None = None
     seed: int = 0
+    deterministic: bool = False
     initial_lr: float = 0.01
     batch_size: int = 32
     max_iters: int = 500000

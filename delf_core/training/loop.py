@@ -37,6 +37,8 @@ class TrainResult:
     metrics: dict[str, float]
     resumed_from: int
     already_done: bool = False
+    # The learning curve this run saw: the reported metrics at each report step.
+    history: tuple[dict[str, float], ...] = ()
 
 
 def model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
@@ -73,6 +75,8 @@ def train(config: TrainConfig) -> TrainResult:
         keras.mixed_precision.set_global_policy("mixed_float16")
     cluster = make_cluster()
     strategy = cluster.strategy
+    # Seeds Python, NumPy and TensorFlow: the same seed gives the same initial weights.
+    keras.utils.set_random_seed(config.seed)
     variant = "delg_r50" if config.delg_global_features else "delf_r50"
 
     # ---- Model, optimizer, checkpoint -------------------------------------------------
@@ -185,6 +189,7 @@ def train(config: TrainConfig) -> TrainResult:
     step = resumed_from
     began, began_step = time.monotonic(), step
     metrics: dict[str, float] = {}
+    history: list[dict[str, float]] = []
     while step < config.max_iters:
         try:
             values = train_step(iterator)
@@ -219,16 +224,21 @@ def train(config: TrainConfig) -> TrainResult:
                 rate * global_batch,
                 (config.max_iters - step) / max(rate, 1e-9),
             )
+            history.append({"step": step, **metrics})
         if step % config.eval_interval == 0 or step == config.max_iters:
             validation = validate()
             metrics.update(validation)
+            if history and history[-1]["step"] == step:
+                history[-1].update(validation)
+            else:
+                history.append({"step": step, **validation})
             summaries.write_scalars(writer, step, validation)
             log.info("train: step %d validation %s", step, validation)
         if step % config.save_interval == 0 or step == config.max_iters:
             _save(manager, checkpoint, model, step, config.logdir, cluster.is_chief)
     if cluster.is_chief:
-        _write_manifest(config, num_classes, step, metrics)
-    return TrainResult(step, metrics, resumed_from)
+        _write_manifest(config, num_classes, step, metrics, history)
+    return TrainResult(step, metrics, resumed_from, history=tuple(history))
 
 
 def _checkpoint_dir(logdir: str, cluster) -> str:
@@ -246,7 +256,9 @@ def _save(manager, checkpoint, model, step: int, logdir: str, is_chief: bool) ->
         tf.train.Checkpoint(model=model).write(os.path.join(logdir, WEIGHTS_NAME))
 
 
-def _write_manifest(config: TrainConfig, num_classes: int, step: int, metrics: dict) -> None:
+def _write_manifest(
+    config: TrainConfig, num_classes: int, step: int, metrics: dict, history: list[dict]
+) -> None:
     manifest = {
         "step": "train",
         "delf_version": __version__,
@@ -254,6 +266,7 @@ def _write_manifest(config: TrainConfig, num_classes: int, step: int, metrics: d
         "num_classes": num_classes,
         "global_step": step,
         "metrics": metrics,
+        "history": history,
     }
     path = os.path.join(config.logdir, MANIFEST_NAME)
     with tf.io.gfile.GFile(path + ".tmp", "w") as handle:

@@ -1,0 +1,229 @@
+"""`delf train` on the mini dataset's TFRecords: learning, resuming, errors, several workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from beam_jobs.build_image_dataset import run_build
+from delf_cli.main import main, parse_args
+from delf_core.build_image_dataset import BuildConfig
+from delf_core.training.config import NUM_CLASSES, TrainConfig
+from delf_core.training.loop import LabelOutOfRangeError, train
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def records(mini_gldv2, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tfrecord")
+    run_build(
+        BuildConfig(
+            train_directory=f"{mini_gldv2}/train/*/*/*/",
+            train_clean_csv_path=f"{mini_gldv2}/train/train_clean.csv",
+            output_directory=str(out),
+            num_shards=2,
+            generate_train_validation_splits=True,
+        )
+    )
+    return out
+
+
+def tiny(records, logdir, **overrides) -> TrainConfig:
+    values = dict(
+        logdir=str(logdir),
+        train_file_pattern=f"{records}/train*",
+        validation_file_pattern=f"{records}/validation*",
+        dataset_version="manifest",
+        image_size=32,
+        batch_size=2,
+        max_iters=4,
+        report_interval=2,
+        eval_interval=2,
+        save_interval=2,
+        num_eval_batches=1,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_delf_learns_on_the_mini_dataset(records, tmp_path):
+    config = tiny(
+        records,
+        tmp_path / "logs",
+        image_size=64,
+        batch_size=16,
+        max_iters=120,
+        initial_lr=0.05,
+        use_augmentation=False,
+        use_autoencoder=False,
+        report_interval=10,
+        eval_interval=120,
+        save_interval=120,
+        num_eval_batches=2,
+        deterministic=True,
+    )
+
+    result = train(config)
+
+    losses = [h["loss/desc"] for h in result.history if "loss/desc" in h]
+    first, last = sorted(losses[:4])[1:3], sorted(losses[-4:])[1:3]  # middle values: robust
+    assert sum(last) < 0.5 * sum(first), losses
+    chance = 1 / 10
+    assert result.metrics["validation/desc"] >= 3 * chance, result.metrics
+    manifest = json.loads((tmp_path / "logs" / "train_manifest.json").read_text())
+    assert manifest["global_step"] == 120 and len(manifest["history"]) == 12
+
+
+def test_delg_with_autoencoder_writes_checkpoints_weights_and_summaries(records, tmp_path):
+    logdir = tmp_path / "logs"
+    result = train(tiny(records, logdir, delg_global_features=True))
+
+    assert result.step == 4
+    assert tf.train.latest_checkpoint(str(logdir / "delf_tf2-ckpt")).endswith("ckpt-4")
+    assert (logdir / "delf_weights.index").exists()
+    tags = set()
+    for event_file in (logdir / "train_logs").glob("events.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags |= {value.tag for value in event.summary.value}
+    for tag in (
+        "learning_rate",
+        "loss/desc/crossentropy",
+        "loss/attn/crossentropy",
+        "loss/recon/mse",
+        "train_accuracy/desc",
+        "train_accuracy/attn",
+        "attention/percent_50",
+        "sparsity/block3",
+        "desc/scale_factor",
+        "validation/desc",
+        "validation/attn",
+        "batch_images",
+        "batch_attention",
+    ):
+        assert tag in tags, tag
+
+    again = train(tiny(records, logdir, delg_global_features=True))
+    assert again.already_done and again.step == 4
+
+
+def test_labels_out_of_range_are_an_error_not_a_clip(records, tmp_path):
+    with pytest.raises(LabelOutOfRangeError, match=r"outside \[0, 3\)"):
+        train(tiny(records, tmp_path / "logs", num_classes=3, dataset_version="gld_v1"))
+
+
+def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(records, tmp_path):
+    logdir = tmp_path / "logs"
+    argv = [
+        "train",
+        f"--train_file_pattern={records}/train*",
+        f"--validation_file_pattern={records}/validation*",
+        "--dataset_version=manifest",
+        f"--logdir={logdir}",
+        "--image_size=32",
+        "--batch_size=2",
+        "--max_iters=60",
+        "--save_interval=2",
+        "--report_interval=2",
+        "--eval_interval=1000",
+        "--num_eval_batches=1",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "delf_cli.main", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while not list((logdir / "delf_tf2-ckpt").glob("ckpt-4.index")):
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = int(tf.train.latest_checkpoint(str(logdir / "delf_tf2-ckpt")).rsplit("-", 1)[1])
+    assert saved < 60
+
+    from delf_cli.train import config_from_args
+
+    resumed = train(config_from_args(parse_args(argv)[1]))  # the same command again
+
+    assert resumed.resumed_from == saved and resumed.step == 60
+    first = resumed.history[0]
+    assert first["step"] == saved + 2
+    assert first["learning_rate"] == pytest.approx(0.01 * (1 - first["step"] / 60), rel=1e-5)
+    assert train(config_from_args(parse_args(argv)[1])).already_done
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_cpu_workers_train_together_and_write_one_checkpoint(records, tmp_path):
+    ports = [_free_port(), _free_port()]
+    logdir = tmp_path / "logs"
+    argv = [
+        sys.executable,
+        "-m",
+        "delf_cli.main",
+        "train",
+        f"--train_file_pattern={records}/train*",
+        f"--validation_file_pattern={records}/validation*",
+        "--dataset_version=manifest",
+        f"--logdir={logdir}",
+        "--image_size=32",
+        "--batch_size=4",
+        "--max_iters=2",
+        "--save_interval=2",
+        "--report_interval=2",
+        "--eval_interval=2",
+        "--num_eval_batches=1",
+        "--nouse_autoencoder",
+    ]
+    processes = []
+    for index in range(2):
+        tf_config = {
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index},
+        }
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "CUDA_VISIBLE_DEVICES": "-1"}
+        processes.append(
+            subprocess.Popen(
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output[-3000:]
+        assert "MultiWorkerMirroredStrategy" in output or "step 2" in output
+    assert [p.name for p in (logdir / "delf_tf2-ckpt").glob("*.index")] == ["ckpt-2.index"]
+    assert json.loads((logdir / "train_manifest.json").read_text())["global_step"] == 2
+
+
+def test_train_help_documents_the_original_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for flag, default in [
+        ("--logdir", "'/tmp/delf'"),
+        ("--dataset_version", "'gld_v1'"),
+        ("--initial_lr", "0.01"),
+        ("--batch_size", "32"),
+        ("--max_iters", "500000"),
+        ("--block3_strides", "True"),
+        ("--use_autoencoder", "True"),
+        ("--delg_scale_factor_init", "45.25"),
+        ("--image_size", "321"),
+        ("--autoencoder_dimensions", "128"),
+    ]:
+        assert f"{flag} " in out and f"(default: {default}" in out, flag
+    assert NUM_CLASSES["gld_v2_clean"] == 81313
