@@ -1,15 +1,18 @@
-"""The GLDv2 pipeline flow: download, then build the TFRecords."""
+"""The GLDv2 pipeline flow: download, build the TFRecords, train."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from prefect import flow
 
 from delf_core import storage
 from delf_core.gldv2 import layout
+from delf_core.training.config import TrainConfig
 from flows.build_image_dataset import build_image_dataset_flow, seed_build_config
 from flows.download import download_gldv2
+from flows.train import train_task
 
 
 @flow(name="gldv2")
@@ -26,11 +29,14 @@ def gldv2(
     seed: int = 0,
     runner: str = "FnApiRunner",
     pipeline_options: list[str] | None = None,
+    train: TrainConfig | None = None,
 ) -> dict[str, Any]:
-    """Downloads GLDv2 and builds the train/validation(/test) TFRecords of the seed README.
+    """Downloads GLDv2, builds the TFRecords of the seed README and trains on them.
 
-    Test shards are built when test tars are downloaded. A rerun skips every finished
-    tar and an identical TFRecord build.
+    Test shards are built when test tars are downloaded. `train` holds the training
+    flags (its file patterns are set to the built shards); None skips training. A
+    rerun skips every finished tar, an identical TFRecord build and a finished
+    training run; a crashed training resumes from its last checkpoint.
     """
     download = download_gldv2(
         num_train,
@@ -49,4 +55,12 @@ def gldv2(
         seed=seed,
     )
     tfrecords = build_image_dataset_flow(config, runner, pipeline_options)
-    return {"download": download, "tfrecords": tfrecords}
+    result = {"download": download, "tfrecords": tfrecords}
+    if train is not None:
+        train = dataclasses.replace(
+            train,
+            train_file_pattern=storage.join(config.output_directory, "train*"),
+            validation_file_pattern=storage.join(config.output_directory, "validation*"),
+        )
+        result["train"] = train_task(train)
+    return result

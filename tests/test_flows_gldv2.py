@@ -8,6 +8,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from delf_core.gldv2.mirror import MirrorServer
+from delf_core.training.config import TrainConfig
 from flows.gldv2 import gldv2
 
 pytestmark = pytest.mark.integration
@@ -32,8 +33,21 @@ def task_states_of_subflows(flow_state) -> dict[str, str]:
     }
 
 
-def test_gldv2_flow_downloads_builds_and_a_rerun_is_cached(prefect_harness, mini_bucket, tmp_path):
+def test_gldv2_flow_downloads_builds_trains_and_a_rerun_is_cached(
+    prefect_harness, mini_bucket, tmp_path
+):
     dataset = tmp_path / "gldv2_dataset"
+    training = TrainConfig(
+        logdir=str(tmp_path / "logs"),
+        dataset_version="manifest",
+        image_size=32,
+        batch_size=2,
+        max_iters=2,
+        report_interval=2,
+        eval_interval=2,
+        save_interval=2,
+        num_eval_batches=1,
+    )
     with MirrorServer(mini_bucket) as server:
         params = dict(
             num_train=2,
@@ -42,11 +56,15 @@ def test_gldv2_flow_downloads_builds_and_a_rerun_is_cached(prefect_harness, mini
             dataset_dir=str(dataset),
             base_url=server.url,
             num_shards=3,
+            train=training,
         )
         first = gldv2(**params, return_state=True)
         assert first.is_completed()
         result = first.result()
         assert result["tfrecords"]["splits"]["test"]["records"] == 16
+        assert result["train"]["step"] == 2
+        assert (tmp_path / "logs" / "delf_weights.index").exists()
+        assert (tmp_path / "logs" / "delf_weights.index").exists()
         assert sorted(p.name for p in (dataset / "tfrecord").glob("validation-*")) == [
             f"validation-0000{i}-of-00003" for i in range(3)
         ]
@@ -61,5 +79,6 @@ def test_gldv2_flow_downloads_builds_and_a_rerun_is_cached(prefect_harness, mini
     build = [state for name, state in states.items() if name.startswith("build_image_dataset")]
     tars = [state for name, state in states.items() if name.startswith("download-")]
     assert build == ["Cached"]
+    assert [s for n, s in states.items() if n.startswith("train")] == ["Cached"]
     assert tars == ["Cached"] * 4
     assert json.loads(manifest_path.read_text())["splits"]["train"]["records"] > 0
