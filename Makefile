@@ -38,6 +38,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_download.py
 	$(PY) benchmarks/bench_build_image_dataset.py
+	$(PY) benchmarks/bench_train.py
 
 # Re-resolve the pinned versions after editing the dependencies in pyproject.toml.
 lock: $(STAMP)

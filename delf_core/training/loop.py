@@ -14,12 +14,13 @@ import tensorflow as tf
 
 from delf_core import __version__
 from delf_core.input_pipeline import create_dataset
-from delf_core.model import ModelConfig, create_model, load_imagenet_weights
+from delf_core.model import load_imagenet_weights
 from delf_core.training import summaries
 from delf_core.training.config import TrainConfig, resolve_num_classes
 from delf_core.training.distribute import make_cluster
-from delf_core.training.losses import compute_losses, correct_predictions
+from delf_core.training.losses import correct_predictions
 from delf_core.training.schedule import linear_decay
+from delf_core.training.step import build_model_and_optimizer, make_train_step
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "delf_tf2-ckpt"
@@ -41,21 +42,6 @@ class TrainResult:
     history: tuple[dict[str, float], ...] = ()
 
 
-def model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
-    return ModelConfig(
-        num_classes=num_classes,
-        block3_strides=config.block3_strides,
-        delg_global_features=config.delg_global_features,
-        delg_gem_power=config.delg_gem_power,
-        delg_embedding_layer_dim=config.delg_embedding_layer_dim,
-        delg_scale_factor_init=config.delg_scale_factor_init,
-        delg_arcface_margin=config.delg_arcface_margin,
-        use_autoencoder=config.use_autoencoder,
-        autoencoder_dimensions=int(config.autoencoder_dimensions),
-        local_feature_map_channels=int(config.local_feature_map_channels),
-    )
-
-
 def train(config: TrainConfig) -> TrainResult:
     """Trains until `max_iters`, resuming from the latest checkpoint in `logdir`.
 
@@ -71,24 +57,13 @@ def train(config: TrainConfig) -> TrainResult:
     config = config.debugged()
     config.validate()
     num_classes = resolve_num_classes(config)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     cluster = make_cluster()
     strategy = cluster.strategy
     # Seeds Python, NumPy and TensorFlow: the same seed gives the same initial weights.
     keras.utils.set_random_seed(config.seed)
-    variant = "delg_r50" if config.delg_global_features else "delf_r50"
 
     # ---- Model, optimizer, checkpoint -------------------------------------------------
-    with strategy.scope():
-        model = create_model(variant, **dataclasses.asdict(model_config(config, num_classes)))
-        model.build_for(config.image_size)
-        optimizer = keras.optimizers.SGD(
-            learning_rate=linear_decay(config.initial_lr, config.max_iters), momentum=0.9
-        )
-        if config.mixed_precision:
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
+    model, optimizer = build_model_and_optimizer(config, num_classes, strategy)
     checkpoint = tf.train.Checkpoint(optimizer=optimizer, model=model)
     checkpoint_dir = _checkpoint_dir(config.logdir, cluster)
     manager = tf.train.CheckpointManager(
@@ -132,38 +107,7 @@ def train(config: TrainConfig) -> TrainResult:
     validation_iterator = iter(validation_data)
 
     # ---- One step -----------------------------------------------------------------------
-    def step_fn(images: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
-        tf.debugging.assert_non_negative(labels, message="label below 0")
-        tf.debugging.assert_less(
-            labels,
-            tf.cast(num_classes, labels.dtype),
-            message=f"label not below num_classes={num_classes}",
-        )
-        with tf.GradientTape() as tape:
-            outputs = model(images, labels=labels, training=True)
-            losses = compute_losses(outputs, labels, global_batch, config)
-            loss = losses["total"]
-            if config.mixed_precision:
-                loss = optimizer.scale_loss(loss)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        gradients, _ = tf.clip_by_global_norm(gradients, config.clip_norm)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        metrics = {f"loss/{name}": value for name, value in losses.items()}
-        metrics["train_accuracy/desc"] = (
-            correct_predictions(labels, outputs["desc_logits"]) / global_batch
-        )
-        metrics["train_accuracy/attn"] = (
-            correct_predictions(labels, outputs["attn_logits"]) / global_batch
-        )
-        return metrics
-
-    @tf.function
-    def train_step(iterator) -> dict[str, tf.Tensor]:
-        per_replica = strategy.run(step_fn, args=next(iterator))
-        return {
-            name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-            for name, value in per_replica.items()
-        }
+    train_step = make_train_step(model, optimizer, strategy, config, num_classes)
 
     @tf.function
     def validation_step(images: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -1,0 +1,95 @@
+"""One distributed training step, and the model and optimizer it updates."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from delf_core.model import DelfModel, ModelConfig, create_model
+from delf_core.training.config import TrainConfig
+from delf_core.training.losses import compute_losses, correct_predictions
+from delf_core.training.schedule import linear_decay
+
+
+def model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
+    return ModelConfig(
+        num_classes=num_classes,
+        block3_strides=config.block3_strides,
+        delg_global_features=config.delg_global_features,
+        delg_gem_power=config.delg_gem_power,
+        delg_embedding_layer_dim=config.delg_embedding_layer_dim,
+        delg_scale_factor_init=config.delg_scale_factor_init,
+        delg_arcface_margin=config.delg_arcface_margin,
+        use_autoencoder=config.use_autoencoder,
+        autoencoder_dimensions=int(config.autoencoder_dimensions),
+        local_feature_map_channels=int(config.local_feature_map_channels),
+    )
+
+
+def build_model_and_optimizer(
+    config: TrainConfig, num_classes: int, strategy: tf.distribute.Strategy
+) -> tuple[DelfModel, keras.optimizers.Optimizer]:
+    """The model with all its variables, and SGD (momentum 0.9, linear decay), in `strategy`."""
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    variant = "delg_r50" if config.delg_global_features else "delf_r50"
+    with strategy.scope():
+        model = create_model(variant, **dataclasses.asdict(model_config(config, num_classes)))
+        model.build_for(config.image_size)
+        optimizer = keras.optimizers.SGD(
+            learning_rate=linear_decay(config.initial_lr, config.max_iters), momentum=0.9
+        )
+        if config.mixed_precision:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def make_train_step(
+    model: DelfModel,
+    optimizer: keras.optimizers.Optimizer,
+    strategy: tf.distribute.Strategy,
+    config: TrainConfig,
+    num_classes: int,
+) -> Callable:
+    """A tf.function taking a distributed iterator, training one step on its next batch.
+
+    Returns the step's losses and accuracies, summed over replicas (each replica's values
+    are already divided by the global batch).
+    """
+    global_batch = config.batch_size
+
+    def step_fn(images: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
+        tf.debugging.assert_non_negative(labels, message="label below 0")
+        tf.debugging.assert_less(
+            labels,
+            tf.cast(num_classes, labels.dtype),
+            message=f"label not below num_classes={num_classes}",
+        )
+        with tf.GradientTape() as tape:
+            outputs = model(images, labels=labels, training=True)
+            losses = compute_losses(outputs, labels, global_batch, config)
+            loss = losses["total"]
+            if config.mixed_precision:
+                loss = optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        gradients, _ = tf.clip_by_global_norm(gradients, config.clip_norm)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        metrics = {f"loss/{name}": value for name, value in losses.items()}
+        for head in ("desc", "attn"):
+            correct = correct_predictions(labels, outputs[f"{head}_logits"])
+            metrics[f"train_accuracy/{head}"] = correct / global_batch
+        return metrics
+
+    @tf.function
+    def train_step(iterator) -> dict[str, tf.Tensor]:
+        per_replica = strategy.run(step_fn, args=next(iterator))
+        return {
+            name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for name, value in per_replica.items()
+        }
+
+    return train_step
