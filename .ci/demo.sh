@@ -47,3 +47,32 @@ echo "and with the test split:"
   --generate_train_validation_splits \
   --validation_split_size=0.2
 echo "demo: $(ls gldv2_dataset/tfrecord | grep -c -- '-of-') shards in $demo_dir/gldv2_dataset/tfrecord"
+
+echo "the seed's training commands, with a small --max_iters and --image_size:"
+# The ImageNet file cannot be downloaded here: an untrained Keras ResNet50 written in its
+# format stands in for it, so the loading code runs.
+"$(dirname "$delf")/python" - <<'PY'
+import h5py
+import keras
+from keras.src.legacy.saving import legacy_h5_format
+
+model = keras.applications.ResNet50(weights=None, include_top=False)
+with h5py.File("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "w") as handle:
+    legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+PY
+"$delf" train \
+  --train_file_pattern=gldv2_dataset/tfrecord/train* \
+  --validation_file_pattern=gldv2_dataset/tfrecord/validation* \
+  --imagenet_checkpoint=resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 \
+  --dataset_version=gld_v2_clean \
+  --logdir=gldv2_training/ \
+  --max_iters=2 --image_size=64 --batch_size=4 --num_eval_batches=1
+"$delf" train \
+  --train_file_pattern=gldv2_dataset/tfrecord/train* \
+  --validation_file_pattern=gldv2_dataset/tfrecord/validation* \
+  --imagenet_checkpoint=resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 \
+  --dataset_version=gld_v2_clean \
+  --logdir=gldv2_training_delg/ \
+  --delg_global_features \
+  --max_iters=2 --image_size=64 --batch_size=4 --num_eval_batches=1
+echo "demo: checkpoints in $demo_dir/gldv2_training and $demo_dir/gldv2_training_delg"
