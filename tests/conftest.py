@@ -52,7 +52,7 @@ def mini_gldv2(mini_bucket, tmp_path_factory):
     return out
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -63,7 +63,7 @@ def gcs_emulator():
     """A GCS emulator on 127.0.0.1 with bucket `test-bucket`; yields `gs://test-bucket`."""
     import gcsfs
 
-    port = _free_port()
+    port = free_port()
     emulator = Path(sys.executable).with_name("gcp-storage-emulator")
     process = subprocess.Popen(
         [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from delf_cli.main import main, parse_args
 from delf_core.build_image_dataset import BuildConfig
 from delf_core.training.config import NUM_CLASSES, TrainConfig
 from delf_core.training.loop import LabelOutOfRangeError, train
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +53,20 @@ def tiny(records, logdir, **overrides) -> TrainConfig:
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def train_argv(records, logdir, *flags: str) -> list[str]:
+    """`delf train` flags for a tiny run on the mini records."""
+    return [
+        "train",
+        f"--train_file_pattern={records}/train*",
+        f"--validation_file_pattern={records}/validation*",
+        "--dataset_version=manifest",
+        f"--logdir={logdir}",
+        "--image_size=32",
+        "--num_eval_batches=1",
+        *flags,
+    ]
 
 
 def test_delf_learns_on_the_mini_dataset(records, tmp_path):
@@ -122,20 +136,15 @@ def test_labels_out_of_range_are_an_error_not_a_clip(records, tmp_path):
 
 def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(records, tmp_path):
     logdir = tmp_path / "logs"
-    argv = [
-        "train",
-        f"--train_file_pattern={records}/train*",
-        f"--validation_file_pattern={records}/validation*",
-        "--dataset_version=manifest",
-        f"--logdir={logdir}",
-        "--image_size=32",
+    argv = train_argv(
+        records,
+        logdir,
         "--batch_size=2",
         "--max_iters=60",
         "--save_interval=2",
         "--report_interval=2",
         "--eval_interval=1000",
-        "--num_eval_batches=1",
-    ]
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "delf_cli.main", *argv],
         stdout=subprocess.DEVNULL,
@@ -162,32 +171,23 @@ def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(record
     assert train(config_from_args(parse_args(argv)[1])).already_done
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_cpu_workers_train_together_and_write_one_checkpoint(records, tmp_path):
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     logdir = tmp_path / "logs"
     argv = [
         sys.executable,
         "-m",
         "delf_cli.main",
-        "train",
-        f"--train_file_pattern={records}/train*",
-        f"--validation_file_pattern={records}/validation*",
-        "--dataset_version=manifest",
-        f"--logdir={logdir}",
-        "--image_size=32",
-        "--batch_size=4",
-        "--max_iters=2",
-        "--save_interval=2",
-        "--report_interval=2",
-        "--eval_interval=2",
-        "--num_eval_batches=1",
-        "--nouse_autoencoder",
+        *train_argv(
+            records,
+            logdir,
+            "--batch_size=4",
+            "--max_iters=2",
+            "--save_interval=2",
+            "--report_interval=2",
+            "--eval_interval=2",
+            "--nouse_autoencoder",
+        ),
     ]
     processes = []
     for index in range(2):
@@ -204,7 +204,7 @@ def test_two_cpu_workers_train_together_and_write_one_checkpoint(records, tmp_pa
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output[-3000:]
-        assert "MultiWorkerMirroredStrategy" in output or "step 2" in output
+        assert "MultiWorkerMirroredStrategy" in output
     assert [p.name for p in (logdir / "delf_tf2-ckpt").glob("*.index")] == ["ckpt-2.index"]
     assert json.loads((logdir / "train_manifest.json").read_text())["global_step"] == 2
 

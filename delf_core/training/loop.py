@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 
@@ -65,15 +66,18 @@ def train(config: TrainConfig) -> TrainResult:
     # ---- Model, optimizer, checkpoint -------------------------------------------------
     model, optimizer = build_model_and_optimizer(config, num_classes, strategy)
     checkpoint = tf.train.Checkpoint(optimizer=optimizer, model=model)
-    checkpoint_dir = _checkpoint_dir(config.logdir, cluster)
+    checkpoint_dir = os.path.join(config.logdir, CHECKPOINT_DIR)
+    # Every worker restores the chief's latest checkpoint; each saves (saving runs
+    # collectives), but only the chief into the logdir, the others into a throw-away folder.
     manager = tf.train.CheckpointManager(
         checkpoint,
-        checkpoint_dir,
+        checkpoint_dir if cluster.is_chief else tempfile.mkdtemp(prefix="delf-worker-"),
         max_to_keep=config.max_checkpoints,
         keep_checkpoint_every_n_hours=3,
     )
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
     resumed_from = int(optimizer.iterations.numpy())
     if resumed_from >= config.max_iters:
         log.info(
@@ -182,15 +186,9 @@ def train(config: TrainConfig) -> TrainResult:
             _save(manager, checkpoint, model, step, config.logdir, cluster.is_chief)
     if cluster.is_chief:
         _write_manifest(config, num_classes, step, metrics, history)
+    else:
+        shutil.rmtree(manager.directory, ignore_errors=True)
     return TrainResult(step, metrics, resumed_from, history=tuple(history))
-
-
-def _checkpoint_dir(logdir: str, cluster) -> str:
-    """The chief writes the real checkpoints; other workers (whose save runs the same
-    collectives) write to a throw-away folder."""
-    if cluster.is_chief:
-        return os.path.join(logdir, CHECKPOINT_DIR)
-    return os.path.join(tempfile.gettempdir(), f"delf-worker-{cluster.task_id}", CHECKPOINT_DIR)
 
 
 def _save(manager, checkpoint, model, step: int, logdir: str, is_chief: bool) -> None:
