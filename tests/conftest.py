@@ -1,10 +1,13 @@
 """Test-session settings: no telemetry, a private Prefect home, gcsfs without HNS probes."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Set before prefect or gcsfs are imported anywhere: both read these at import time.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="delf-test-prefect-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"

@@ -129,6 +129,25 @@ def test_delg_with_autoencoder_writes_checkpoints_weights_and_summaries(records,
     assert again.already_done and again.step == 4
 
 
+def test_several_steps_per_call_still_stop_at_every_report_and_save(records, tmp_path):
+    logdir = tmp_path / "logs"
+    result = train(
+        tiny(
+            records,
+            logdir,
+            steps_per_loop=3,
+            max_iters=7,
+            report_interval=2,
+            save_interval=5,
+            eval_interval=100,
+            use_autoencoder=False,
+        )
+    )
+    assert [h["step"] for h in result.history] == [2, 4, 6, 7]
+    saved = sorted(p.name for p in (logdir / "delf_tf2-ckpt").glob("*.index"))
+    assert saved == ["ckpt-5.index", "ckpt-7.index"]
+
+
 def test_labels_out_of_range_are_an_error_not_a_clip(records, tmp_path):
     with pytest.raises(LabelOutOfRangeError, match=r"outside \[0, 3\)"):
         train(tiny(records, tmp_path / "logs", num_classes=3, dataset_version="gld_v1"))

@@ -49,6 +49,7 @@ class TrainConfig:
     autoencoder_dimensions: int = 128
     local_feature_map_channels: int = 1024
     mixed_precision: bool = False
+    steps_per_loop: int = 1
     report_interval: int = 100
     eval_interval: int = 1000
     save_interval: int = 1000
@@ -63,6 +64,7 @@ class TrainConfig:
             choices = ", ".join(DATASET_VERSIONS)
             raise ValueError(f"--dataset_version={self.dataset_version}: use one of {choices}")
         for name in (
+            "steps_per_loop",
             "batch_size",
             "max_iters",
             "image_size",

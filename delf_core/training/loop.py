@@ -111,7 +111,7 @@ def train(config: TrainConfig) -> TrainResult:
     validation_iterator = iter(validation_data)
 
     # ---- One step -----------------------------------------------------------------------
-    train_step = make_train_step(model, optimizer, strategy, config, num_classes)
+    train_steps = make_train_step(model, optimizer, strategy, config, num_classes)
 
     @tf.function
     def validation_step(images: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -140,7 +140,7 @@ def train(config: TrainConfig) -> TrainResult:
     history: list[dict[str, float]] = []
     while step < config.max_iters:
         try:
-            values = train_step(iterator)
+            values = train_steps(iterator, tf.constant(_steps_to_run(step, config)))
         except tf.errors.InvalidArgumentError as error:
             if "num_classes" in str(error) or "label below 0" in str(error):
                 raise LabelOutOfRangeError(
@@ -189,6 +189,13 @@ def train(config: TrainConfig) -> TrainResult:
     else:
         shutil.rmtree(manager.directory, ignore_errors=True)
     return TrainResult(step, metrics, resumed_from, history=tuple(history))
+
+
+def _steps_to_run(step: int, config: TrainConfig) -> int:
+    """Up to `steps_per_loop` steps, stopping at the next report, eval, save or the end."""
+    intervals = (config.report_interval, config.eval_interval, config.save_interval)
+    to_boundary = min(interval - step % interval for interval in intervals)
+    return max(1, min(config.steps_per_loop, to_boundary, config.max_iters - step))
 
 
 def _save(manager, checkpoint, model, step: int, logdir: str, is_chief: bool) -> None:
