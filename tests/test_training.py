@@ -70,19 +70,21 @@ def train_argv(records, logdir, *flags: str) -> list[str]:
 
 
 def test_delf_learns_on_the_mini_dataset(records, tmp_path):
+    # 200 steps: the batch-norm moving averages (momentum 0.99) that validation uses need
+    # about that many to forget their initial values.
     config = tiny(
         records,
         tmp_path / "logs",
         image_size=64,
         batch_size=16,
-        max_iters=120,
+        max_iters=200,
         initial_lr=0.05,
         use_augmentation=False,
         use_autoencoder=False,
-        report_interval=10,
-        eval_interval=120,
-        save_interval=120,
-        num_eval_batches=2,
+        report_interval=20,
+        eval_interval=200,
+        save_interval=200,
+        num_eval_batches=1,
         deterministic=True,
     )
 
@@ -92,9 +94,9 @@ def test_delf_learns_on_the_mini_dataset(records, tmp_path):
     first, last = sorted(losses[:4])[1:3], sorted(losses[-4:])[1:3]  # middle values: robust
     assert sum(last) < 0.5 * sum(first), losses
     chance = 1 / 10
-    assert result.metrics["validation/desc"] >= 3 * chance, result.metrics
+    assert result.metrics["validation/desc"] >= 3 * chance, result.history
     manifest = json.loads((tmp_path / "logs" / "train_manifest.json").read_text())
-    assert manifest["global_step"] == 120 and len(manifest["history"]) == 12
+    assert manifest["global_step"] == 200 and len(manifest["history"]) == 10
 
 
 def test_delg_with_autoencoder_writes_checkpoints_weights_and_summaries(records, tmp_path):
