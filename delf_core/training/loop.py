@@ -99,6 +99,7 @@ def train(config: TrainConfig) -> TrainResult:
         augmentation=config.use_augmentation,
         seed=config.seed,
         drop_remainder=True,
+        deterministic=config.deterministic,
     )
     iterator = iter(strategy.experimental_distribute_dataset(train_data))
     validation_data = create_dataset(
@@ -107,6 +108,7 @@ def train(config: TrainConfig) -> TrainResult:
         global_batch,
         augmentation=False,
         seed=config.seed,
+        deterministic=config.deterministic,
     )
     validation_iterator = iter(validation_data)
 
