@@ -14,19 +14,10 @@ from delf_core.training.losses import compute_losses, correct_predictions
 from delf_core.training.schedule import linear_decay
 
 
-def model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
-    return ModelConfig(
-        num_classes=num_classes,
-        block3_strides=config.block3_strides,
-        delg_global_features=config.delg_global_features,
-        delg_gem_power=config.delg_gem_power,
-        delg_embedding_layer_dim=config.delg_embedding_layer_dim,
-        delg_scale_factor_init=config.delg_scale_factor_init,
-        delg_arcface_margin=config.delg_arcface_margin,
-        use_autoencoder=config.use_autoencoder,
-        autoencoder_dimensions=int(config.autoencoder_dimensions),
-        local_feature_map_channels=int(config.local_feature_map_channels),
-    )
+def model_overrides(config: TrainConfig, num_classes: int) -> dict:
+    """The ModelConfig fields, taken from the training flags of the same names."""
+    fields = (f.name for f in dataclasses.fields(ModelConfig) if f.name != "num_classes")
+    return {"num_classes": num_classes, **{name: getattr(config, name) for name in fields}}
 
 
 def build_model_and_optimizer(
@@ -37,7 +28,7 @@ def build_model_and_optimizer(
         keras.mixed_precision.set_global_policy("mixed_float16")
     variant = "delg_r50" if config.delg_global_features else "delf_r50"
     with strategy.scope():
-        model = create_model(variant, **dataclasses.asdict(model_config(config, num_classes)))
+        model = create_model(variant, **model_overrides(config, num_classes))
         model.build_for(config.image_size)
         optimizer = keras.optimizers.SGD(
             learning_rate=linear_decay(config.initial_lr, config.max_iters), momentum=0.9
