@@ -10,7 +10,7 @@ DEMO_DIR ?= .demo
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup test demo lint format bench lock wheel clean
+.PHONY: setup test demo lint format bench lock protos wheel clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,19 @@ bench: $(STAMP)
 lock: $(STAMP)
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --no-header -o requirements/lock.txt
+
+# Regenerates the committed delf_core/features/protos/*_pb2.py from the .proto files
+# beside them. Needs protoc, taken from grpcio-tools (pinned below) in a throwaway venv
+# under build/. Its protoc must not be newer than the protobuf runtime pinned in
+# requirements/lock.txt (grpcio-tools 1.81.1 bundles protoc 33.5, gencode 6.33.5), or
+# the generated modules refuse to import. Not part of setup or test.
+PROTOC_VENV := build/protoc-venv
+GRPCIO_TOOLS ?= grpcio-tools==1.81.1
+protos:
+	$(PYTHON) -m venv $(PROTOC_VENV)
+	$(PROTOC_VENV)/bin/pip install --quiet --disable-pip-version-check "$(GRPCIO_TOOLS)"
+	$(PROTOC_VENV)/bin/python -m grpc_tools.protoc -I. --python_out=. \
+	  delf_core/features/protos/*.proto
 
 # The package as a wheel in dist/, for Beam workers (--extra_package) and docker/.
 wheel: $(STAMP)

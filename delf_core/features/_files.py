@@ -1,0 +1,18 @@
+"""Whole-file reads and atomic writes for local paths and fsspec URLs (gs://, memory://)."""
+
+from __future__ import annotations
+
+from delf_core import storage
+
+
+def read_bytes(path: str) -> bytes:
+    """The bytes of the file at `path` (a local path or any fsspec URL)."""
+    fs, fs_path = storage.resolve(path)
+    with fs.open(fs_path, "rb") as handle:
+        return handle.read()
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes `data` to `path` so that the file appears whole or not at all."""
+    fs, fs_path = storage.resolve(path)
+    storage.write_bytes(fs, fs_path, data)
