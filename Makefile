@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_download.py
 	$(PY) benchmarks/bench_build_image_dataset.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_match_images.py
 
 # Re-resolve the pinned versions after editing the dependencies in pyproject.toml.
 lock: $(STAMP)
