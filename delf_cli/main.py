@@ -18,6 +18,12 @@ SUBCOMMANDS = {
     "download": "GLDv2 download: parallel, checksummed, resumable (download_dataset.sh).",
     "build_image_dataset": "GLDv2 images to sharded TFRecords, as an Apache Beam job.",
     "train": "Train DELF (local) or DELG (local + global) on the TFRecords.",
+    "export_local_model": "Export the local-feature (DELF) extraction graph as a SavedModel.",
+    "export_global_model": "Export the global-descriptor extraction graph as a SavedModel.",
+    "export_local_and_global_model": "Export local and global (DELG) extraction as a SavedModel.",
+    "export_model": "Legacy local export (--block3_strides off by default).",
+    "extract_features": "Extract .delf, or DELG .delg_local/.delg_global, features of images.",
+    "match_images": "Match two images' local features with RANSAC; draw the inliers.",
     "make_mini_dataset": "Write a small GLDv2-layout dataset built from bundled photographs.",
     "serve_mirror": "Serve a GLDv2-layout folder over HTTP, with Range support.",
 }

@@ -127,6 +127,29 @@ def test_build_for_creates_every_variable_and_checkpoints_restore(tmp_path):
     assert_outputs_close(restored(_images()), model(_images()), rtol=1e-6)
 
 
+@pytest.mark.parametrize("delg", [False, True])
+def test_feature_model_without_classifiers_extracts_what_the_full_model_computes(delg, tmp_path):
+    variant = "delg_r50" if delg else "delf_r50"
+    full = create_model(variant, num_classes=CLASSES)
+    full.build_for(SIZE)
+    features = create_model(variant, num_classes=None)
+    features.build_for(SIZE)
+    assert not any("fc" in w.path or "cosine" in w.path for w in features.weights)
+    # Same weights, by checkpoint, without the classifiers.
+    path = tf.train.Checkpoint(model=full).write(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(model=features).read(
+        path
+    ).assert_existing_objects_matched().expect_partial()
+    images = _images()
+    out, extracted = full(images, training=False), features.extract(images)
+    for name in ("attention_prob", "local_features", "global_descriptor"):
+        assert_outputs_close(extracted[name], out[name], rtol=1e-5)
+    assert extracted["local_features"].shape[-1] == features.local_descriptor_dim
+    assert extracted["global_descriptor"].shape[-1] == features.global_descriptor_dim
+    with pytest.raises(ValueError, match="only runs extract"):
+        features(images)
+
+
 def test_mixed_float16_outputs_are_finite():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

@@ -20,7 +20,8 @@ class ModelConfig:
     """Architecture of a DELF or DELG model; defaults are those of the original `train.py`.
 
     Attributes:
-        num_classes: Number of landmark classes of both classifiers.
+        num_classes: Number of landmark classes of both classifiers; None builds a
+            feature extractor without classifiers (for export), which `extract` runs.
         block3_strides: Subsample block3 to stride 32 (see `ResNet50`).
         delg_global_features: DELG (GeM + embedding + cosine/ArcFace) instead of DELF's
             average pooling + softmax classifier.
@@ -34,7 +35,7 @@ class ModelConfig:
             block3's 1024, which the reconstruction loss compares against.
     """
 
-    num_classes: int
+    num_classes: int | None
     block3_strides: bool = True
     delg_global_features: bool = False
     delg_gem_power: float = 3.0
@@ -53,6 +54,8 @@ class ModelConfig:
             "local_feature_map_channels",
         ):
             value = getattr(self, name)
+            if value is None and name == "num_classes":
+                continue
             if int(value) != value or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
             object.__setattr__(self, name, int(value))
@@ -95,21 +98,35 @@ class DelfModel(keras.Model):
                 expand_dimension=config.local_feature_map_channels,
                 name="autoencoder",
             )
-        self.att_fc = layers.Dense(config.num_classes, name="att_fc")
         if config.delg_global_features:
             self.gem = GeMPooling(power=config.delg_gem_power, name="gem")
             # "FC whitening" of the GeM vector: DELG §3.1.
             self.embedding_layer = layers.Dense(
                 config.delg_embedding_layer_dim, name="embedding_layer"
             )
-            self.cosine_classifier = CosineClassifier(
-                config.num_classes,
-                scale_factor_init=config.delg_scale_factor_init,
-                arcface_margin=config.delg_arcface_margin,
-                name="cosine_classifier",
-            )
-        else:
-            self.desc_fc = layers.Dense(config.num_classes, name="desc_fc")
+        if self.has_classifiers:
+            self.att_fc = layers.Dense(config.num_classes, name="att_fc")
+            if config.delg_global_features:
+                self.cosine_classifier = CosineClassifier(
+                    config.num_classes,
+                    scale_factor_init=config.delg_scale_factor_init,
+                    arcface_margin=config.delg_arcface_margin,
+                    name="cosine_classifier",
+                )
+            else:
+                self.desc_fc = layers.Dense(config.num_classes, name="desc_fc")
+
+    @property
+    def has_classifiers(self) -> bool:
+        """False for a feature extractor built with `num_classes=None`."""
+        return self.config.num_classes is not None
+
+    @property
+    def local_descriptor_dim(self) -> int:
+        """Depth of `local_features`: the autoencoder's bottleneck, else block3's."""
+        if self.config.use_autoencoder:
+            return self.config.autoencoder_dimensions
+        return BLOCK3_CHANNELS
 
     @property
     def global_descriptor_dim(self) -> int:
@@ -126,9 +143,12 @@ class DelfModel(keras.Model):
         if self.autoencoder is not None:
             self.autoencoder.build(block3)
             pooled_channels = self.config.local_feature_map_channels
-        self.att_fc.build((None, pooled_channels))
         if self.config.delg_global_features:
             self.embedding_layer.build((None, BLOCK4_CHANNELS))
+        if not self.has_classifiers:
+            return
+        self.att_fc.build((None, pooled_channels))
+        if self.config.delg_global_features:
             self.cosine_classifier.build((None, self.config.delg_embedding_layer_dim))
         else:
             self.desc_fc.build((None, BLOCK4_CHANNELS))
@@ -146,16 +166,51 @@ class DelfModel(keras.Model):
             image_size: Side, or (height, width), of the training images.
         """
         height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-        self(tf.zeros([1, height, width, 3]), training=False)
+        images = tf.zeros([1, height, width, 3])
+        if self.has_classifiers:
+            self(images, training=False)
+        else:
+            self.build(images.shape)
+            self.extract(images)
+
+    def _global_descriptor(self, block4):
+        if self.config.delg_global_features:
+            return self.embedding_layer(self.gem(block4))
+        return tf.reduce_mean(block4, axis=[1, 2])
 
     def _global(self, block4, labels, training):
+        descriptor = self._global_descriptor(block4)
         if self.config.delg_global_features:
-            descriptor = self.embedding_layer(self.gem(block4))
             logits = self.cosine_classifier(descriptor, labels=labels, training=training)
         else:
-            descriptor = tf.reduce_mean(block4, axis=[1, 2])
             logits = self.desc_fc(descriptor)
         return descriptor, logits
+
+    def feature_layers(self) -> dict[str, keras.layers.Layer]:
+        """The layers whose weights `extract` uses: what a feature export must store."""
+        names = ("backbone", "attention", "autoencoder", "embedding_layer")
+        return {name: getattr(self, name) for name in names if getattr(self, name, None)}
+
+    def extract(self, images) -> dict[str, tf.Tensor]:
+        """What feature extraction needs, in inference mode, without the classifiers.
+
+        Args:
+            images: Float images [B, H, W, 3], scaled as the input pipeline does.
+
+        Returns:
+            A dict with `attention_prob` [B, h, w, 1], `local_features` [B, h, w, d]
+            (the autoencoder's reduced map, else block3) and `global_descriptor` [B, D].
+        """
+        maps = self.backbone(images, training=False)
+        attention = self.attention(maps["block3"], training=False)
+        local = maps["block3"]
+        if self.autoencoder is not None:
+            local = self.autoencoder(local)["reduced"]
+        return {
+            "attention_prob": attention["prob"],
+            "local_features": local,
+            "global_descriptor": self._global_descriptor(maps["block4"]),
+        }
 
     def call(self, images, labels=None, training=False):
         """Runs the whole model.
@@ -173,6 +228,8 @@ class DelfModel(keras.Model):
             autoencoder's reduced map, else block3) and, with the autoencoder,
             `reconstruction` [B, h, w, 1024].
         """
+        if not self.has_classifiers:
+            raise ValueError("a model built with num_classes=None only runs extract()")
         maps = self.backbone(images, training=training)
         # Attention and autoencoder losses must not train the backbone: DELG §3.2.
         block3 = tf.stop_gradient(maps["block3"])

@@ -1,0 +1,17 @@
+"""`delf export_local_model`: the original export_local_model.py, same flags and signature."""
+
+from __future__ import annotations
+
+import argparse
+
+from delf_cli.export_flags import add_export_arguments, run_export
+
+KIND = "local"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_export_arguments(parser, KIND)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_export(args, KIND)
