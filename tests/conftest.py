@@ -55,6 +55,25 @@ def mini_gldv2(mini_bucket, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def mini_records(mini_gldv2, tmp_path_factory):
+    """The mini train split as TFRecords (2 shards, train/validation split)."""
+    from beam_jobs.build_image_dataset import run_build
+    from delf_core.build_image_dataset import BuildConfig
+
+    out = tmp_path_factory.mktemp("tfrecord")
+    run_build(
+        BuildConfig(
+            train_directory=f"{mini_gldv2}/train/*/*/*/",
+            train_clean_csv_path=f"{mini_gldv2}/train/train_clean.csv",
+            output_directory=str(out),
+            num_shards=2,
+            generate_train_validation_splits=True,
+        )
+    )
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,9 +12,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from beam_jobs.build_image_dataset import run_build
 from delf_cli.main import main, parse_args
-from delf_core.build_image_dataset import BuildConfig
 from delf_core.training.config import NUM_CLASSES, TrainConfig
 from delf_core.training.loop import LabelOutOfRangeError, train
 from tests.conftest import free_port
@@ -23,18 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def records(mini_gldv2, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tfrecord")
-    run_build(
-        BuildConfig(
-            train_directory=f"{mini_gldv2}/train/*/*/*/",
-            train_clean_csv_path=f"{mini_gldv2}/train/train_clean.csv",
-            output_directory=str(out),
-            num_shards=2,
-            generate_train_validation_splits=True,
-        )
-    )
-    return out
+def records(mini_records):
+    return mini_records
 
 
 def tiny(records, logdir, **overrides) -> TrainConfig:
