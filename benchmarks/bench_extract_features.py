@@ -1,0 +1,127 @@
+"""Benchmark of extraction: images/s with the 7-scale pyramid against the model alone."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from bench_build_image_dataset import encode, make_bases, vary
+
+from delf_core.export import ExportConfig, export_model
+from delf_core.export.restore import restore_feature_model
+from delf_core.features import parse_delf_config
+from delf_core.features.extract import ImageItem, extract_images
+from delf_core.features.extractor import Extractor
+from delf_core.model import create_model
+
+SEVEN_SCALES = (0.25, 0.3536, 0.5, 0.7071, 1.0, 1.4142, 2.0)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--num_images", type=int, default=6, help="timed images")
+    parser.add_argument("--image_kb", type=int, default=300, help="JPEG size (1024x768)")
+    parser.add_argument("--delg", action="store_true", help="local+global DELG export")
+    parser.add_argument("--workdir", default=None)
+    return parser.parse_args(argv)
+
+
+def write_images(folder: Path, count: int, image_kb: int) -> list[ImageItem]:
+    rng = np.random.default_rng(0)
+    bases = make_bases(rng, image_kb)
+    items = []
+    for k in range(count + 1):  # one more, for the warm-up
+        base, quality = bases[k % len(bases)]
+        path = folder / f"image_{k:03d}.jpg"
+        path.write_bytes(encode(vary(base, rng), quality))
+        items.append(ImageItem(path.stem, str(path)))
+    return items
+
+
+def export(folder: Path, delg: bool, iou: float, name: str) -> str:
+    weights = folder / "delf_weights"
+    if not (folder / "delf_weights.index").exists():
+        model = create_model("delg_r50" if delg else "delf_r50", num_classes=10)
+        model.build_for(64)
+        tf.train.Checkpoint(model=model).write(str(weights))
+    kind = "local_and_global" if delg else "local"
+    config = ExportConfig.for_kind(
+        kind, ckpt_path=str(weights), export_path=str(folder / name), iou=iou
+    )
+    return export_model(config)
+
+
+def config_for(model_path: str, delg: bool):
+    text = f'model_path: "{model_path}"\nis_tf2_exported: true\nmax_image_size: 1024\n'
+    text += "".join(f"image_scales: {s}\n" for s in SEVEN_SCALES)
+    text += "delf_local_config { use_pca: false max_feature_num: 1000 score_threshold: 0.0 }\n"
+    if delg:
+        text += "use_global_features: true\n"
+        text += "delf_global_config { use_pca: false image_scales_ind: 3 image_scales_ind: 4 "
+        text += "image_scales_ind: 5 }\n"
+    return parse_delf_config(text)
+
+
+def extraction_images_per_s(model_path: str, items: list[ImageItem], out: Path, delg: bool):
+    extractor = Extractor(config_for(model_path, delg))
+    extract_images(extractor, items[:1], str(out / "warm"), delg_form=delg)
+    start = time.perf_counter()
+    report = extract_images(extractor, items[1:], str(out / "features"), delg_form=delg)
+    elapsed = time.perf_counter() - start
+    assert report.extracted == len(items) - 1 and not report.failed, report
+    return (len(items) - 1) / elapsed
+
+
+def model_alone_images_per_s(folder: Path, delg: bool, count: int) -> float:
+    """The bound: the network on the 7 pyramid levels of a 1024x768 image, no I/O,
+    no resizing, no selection."""
+    kind = "local_and_global" if delg else "local"
+    model = restore_feature_model(
+        ExportConfig.for_kind(kind, ckpt_path=str(folder / "delf_weights"))
+    )
+    levels = [
+        tf.random.uniform([1, round(768 * s), round(1024 * s), 3], -1, 1) for s in SEVEN_SCALES
+    ]
+    forward = tf.function(model.extract)  # one trace per level: static shapes
+
+    def one_image():
+        for level in levels:
+            outputs = forward(level)
+        return outputs["local_features"].numpy()
+
+    one_image()  # traces every level's shape
+    start = time.perf_counter()
+    for _ in range(count):
+        one_image()
+    return count / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="bench-extract-", dir=args.workdir))
+    try:
+        items = write_images(root, args.num_images, args.image_kb)
+        top_k = export(root, args.delg, 1.0, "model_top_k")
+        # An IoU just under 1 suppresses nothing either, but runs the general NMS.
+        nms = export(root, args.delg, 0.999999, "model_nms")
+        print(f"device: {'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}")
+        print(f"images: {args.num_images} JPEGs 1024x768 ~{args.image_kb} KB, 7 scales")
+        bound = model_alone_images_per_s(root, args.delg, args.num_images)
+        print(f"model_alone_images_per_s: {bound:.3f}")
+        ours = extraction_images_per_s(top_k, items, root / "top_k", args.delg)
+        print(f"extract_images_per_s: {ours:.3f}")
+        print(f"ratio_to_model_alone: {ours / bound:.3f}")
+        general = extraction_images_per_s(nms, items, root / "nms", args.delg)
+        print(f"extract_with_general_nms_images_per_s: {general:.3f}")
+        print(f"top_k_speedup_over_nms: {ours / general:.3f}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
