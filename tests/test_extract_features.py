@@ -228,3 +228,39 @@ def test_bad_flags_and_files_are_one_line_errors(tmp_path, caplog):
     assert "none.pbtxt" in caplog.text
     assert main(["extract_features", "--config_path=x", "--image_set=index"]) == 1
     assert "--config_path belongs to the list form" in caplog.text
+
+
+def _tf1_model(path) -> None:
+    """A TF1-style SavedModel that answers by tensor name, as the original's exports."""
+    graph = tf.Graph()
+    with graph.as_default():
+        v1 = tf.compat.v1
+        image = v1.placeholder(tf.uint8, [None, None, 3], name="input_image")
+        scales = v1.placeholder(tf.float32, [None], name="input_scales")
+        v1.placeholder(tf.float32, [], name="input_abs_thres")
+        count = v1.placeholder(tf.int32, [], name="input_max_feature_num")
+        height = tf.cast(tf.shape(image)[0], tf.float32)
+        # One feature per requested feature slot, boxes centred at (height / 2, 2 * k).
+        k = tf.cast(tf.range(count), tf.float32)
+        y = tf.fill(tf.shape(k), height / 2)
+        tf.identity(tf.stack([y - 1, 2 * k - 1, y + 1, 2 * k + 1], axis=1), name="boxes")
+        tf.identity(tf.stack([tf.fill(tf.shape(k), 3.0), tf.fill(tf.shape(k), 4.0)], 1), "features")
+        tf.identity(tf.fill(tf.shape(k), scales[0]), name="scales")
+        tf.identity(tf.fill([count, 1], 150.0), name="scores")
+        with v1.Session(graph=graph) as session:
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(session, [v1.saved_model.tag_constants.SERVING])
+            builder.save()
+
+
+def test_tf1_exports_are_run_by_tensor_names(tmp_path):
+    _tf1_model(tmp_path / "tf1_model")
+    config = parse_delf_config(
+        f'model_path: "{tmp_path / "tf1_model"}" image_scales: 0.5 '
+        "delf_local_config { use_pca: false max_feature_num: 3 score_threshold: 100.0 }"
+    )
+    local = Extractor(config)(_image(40, 30)).local
+    np.testing.assert_allclose(local.locations, [[20, 0], [20, 2], [20, 4]])
+    np.testing.assert_allclose(local.descriptors, [[0.6, 0.8]] * 3, rtol=1e-6)
+    np.testing.assert_allclose(local.scales, [0.5] * 3)
+    np.testing.assert_allclose(local.attention, [150.0] * 3)
