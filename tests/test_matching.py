@@ -153,6 +153,31 @@ def test_putative_matches_are_nearest_neighbours_below_the_threshold():
     np.testing.assert_allclose(matches.distances, distances.min(axis=1)[expected], rtol=1e-6)
 
 
+def test_putative_matches_equal_a_kd_tree_search_at_128_dimensions():
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(1)
+    descriptors_1 = unit_rows(rng, 1000, 128)
+    descriptors_2 = unit_rows(rng, 1500, 128)  # two blocks of the distance matrix
+    descriptors_2[::3] = descriptors_1[:500] + 0.05 * unit_rows(rng, 500, 128)
+    matches = putative_matches(descriptors_1, descriptors_2, distance_threshold=0.8)
+    _, nearest = cKDTree(descriptors_1).query(descriptors_2, distance_upper_bound=0.8)
+    kept = np.flatnonzero(nearest < len(descriptors_1))
+    np.testing.assert_array_equal(matches.indices_2, kept)
+    np.testing.assert_array_equal(matches.indices_1, nearest[kept])
+
+
+def test_ratio_test_keeps_distinctive_matches_only():
+    descriptors_1 = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0]])
+    # Nearest 0.1 vs second 0.9: kept at ratio 0.5; 0.45 vs 0.55: dropped.
+    descriptors_2 = np.array([[0.1, 0.0], [0.55, 0.0]])
+    matches = putative_matches(descriptors_1, descriptors_2, 0.5, use_ratio_test=True)
+    np.testing.assert_array_equal(matches.indices_2, [0])
+    np.testing.assert_array_equal(matches.indices_1, [0])
+    single = putative_matches(descriptors_1[:1], descriptors_2, 0.5, use_ratio_test=True)
+    assert len(single) == 2  # no second neighbour: nothing to compare against
+
+
 def test_putative_matches_threshold_is_exclusive_and_shared_neighbours_allowed():
     descriptors_1 = np.array([[0.0, 0.0], [10.0, 10.0]])
     descriptors_2 = np.array([[0.5, 0.0], [0.25, 0.0], [-0.25, 0.0]])
