@@ -24,7 +24,11 @@ SUBCOMMANDS = {
     "export_model": "Legacy local export (--block3_strides off by default).",
     "extract_features": "Extract .delf, or DELG .delg_local/.delg_global, features of images.",
     "match_images": "Match two images' local features with RANSAC; draw the inliers.",
+    "perform_retrieval": "Rank by global descriptor, optionally re-rank by RANSAC; report mAP.",
+    "compute_retrieval_metrics": "GLDv2 retrieval metrics (mAP@100, P@k, first-hit position).",
+    "compute_recognition_metrics": "GLDv2 recognition metrics (GAP, top-1 accuracy).",
     "make_mini_dataset": "Write a small GLDv2-layout dataset built from bundled photographs.",
+    "make_revisited_ground_truth": "A downloaded test/index split as Revisited ground truth.",
     "serve_mirror": "Serve a GLDv2-layout folder over HTTP, with Range support.",
 }
 

@@ -69,3 +69,26 @@ def test_not_a_dataset_file_is_a_clear_error(tmp_path):
         read_dataset_file(str(path))
     with pytest.raises(ValueError, match="image_set"):
         read_dataset_file(_real("gnd_roxford5k.pkl")).images("train")
+
+
+def test_downloaded_mini_splits_become_a_revisited_benchmark(mini_gldv2, tmp_path, capsys):
+    import csv
+
+    from delf_cli.main import main
+
+    path = tmp_path / "gnd_mini.pkl"
+    assert main([
+        "make_revisited_ground_truth", f"--dataset_dir={mini_gldv2}", f"--output_path={path}"
+    ]) == 0  # fmt: skip
+    assert "queries against" in capsys.readouterr().out
+    dataset = read_dataset_file(str(path))
+    assert len(dataset.query_list) >= 4 and dataset.index_list
+    with open(mini_gldv2 / "index" / "index_image_to_landmark.csv", newline="") as handle:
+        index_landmark = {row["id"]: row["landmark_id"] for row in csv.DictReader(handle)}
+    for name, truth in zip(dataset.query_list, dataset.ground_truth, strict=True):
+        # Names are paths inside the split, so <split dir>/<name>.jpg is the image.
+        assert (mini_gldv2 / "test" / f"{name}.jpg").exists()
+        # A query's matches are the index views of one landmark.
+        matches = {index_landmark[dataset.index_list[i].rsplit("/", 1)[1]] for i in truth["easy"]}
+        assert len(matches) == 1
+        assert truth["bbx"][:2].tolist() == [0.0, 0.0]

@@ -1,0 +1,80 @@
+"""A downloaded GLDv2 test/index split as a Revisited-format retrieval benchmark (`.pkl`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import pickle
+
+from PIL import Image
+
+from delf_core import storage
+from delf_core.gldv2 import layout
+
+
+def _rows(path: str) -> list[dict[str, str]]:
+    fs, fs_path = storage.resolve(path)
+    with fs.open(fs_path, "r") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _image_name(image_id: str) -> str:
+    """`a/b/c/<id>`: the image's path inside its split, without `.jpg`."""
+    return layout.image_relpath(image_id, extension="")
+
+
+def _size(path: str) -> tuple[int, int]:
+    fs, fs_path = storage.resolve(path)
+    with fs.open(fs_path, "rb") as handle, Image.open(io.BytesIO(handle.read())) as image:
+        return image.size
+
+
+def revisited_ground_truth(dataset_dir: str) -> dict:
+    """The test queries that have retrieval ground truth, against the whole index.
+
+    Image names are paths inside their split (`a/b/c/<id>`), so that
+    `--images_dir=<dataset_dir>/test` (queries) and `<dataset_dir>/index` find them.
+    Every listed match is `easy`; there is no `hard` or `junk`. A query's box is the
+    whole image.
+
+    Args:
+        dataset_dir: The download's output (`test/retrieval_solution_v2.1.csv`,
+            `index/index.csv` and the test images).
+
+    Returns:
+        The dict of a `gnd_*.pkl`: `qimlist`, `imlist`, `gnd`.
+
+    Raises:
+        ValueError: A solution row names an image the index does not have.
+    """
+    index_ids = [row["id"] for row in _rows(storage.join(dataset_dir, layout.INDEX, "index.csv"))]
+    position = {image_id: i for i, image_id in enumerate(index_ids)}
+    solution = storage.join(dataset_dir, layout.TEST, "retrieval_solution_v2.1.csv")
+    queries, gnd = [], []
+    for row in _rows(solution):
+        matches = row["images"].split()
+        if not matches or matches == ["None"]:
+            continue
+        unknown = [m for m in matches if m not in position]
+        if unknown:
+            raise ValueError(f"{solution}: query {row['id']} lists {unknown[0]}, not in index.csv")
+        relpath = layout.image_relpath(row["id"])
+        width, height = _size(storage.join(dataset_dir, layout.TEST, relpath))
+        queries.append(_image_name(row["id"]))
+        gnd.append(
+            {
+                "bbx": [0.0, 0.0, float(width), float(height)],
+                "easy": sorted(position[m] for m in matches),
+                "hard": [],
+                "junk": [],
+            }
+        )
+    return {"qimlist": queries, "imlist": [_image_name(i) for i in index_ids], "gnd": gnd}
+
+
+def write_revisited_ground_truth(dataset_dir: str, path: str) -> dict:
+    """Writes `revisited_ground_truth(dataset_dir)` as a pickle at `path`; returns it."""
+    ground_truth = revisited_ground_truth(dataset_dir)
+    fs, fs_path = storage.resolve(path)
+    storage.write_bytes(fs, fs_path, pickle.dumps(ground_truth, protocol=4))
+    return ground_truth

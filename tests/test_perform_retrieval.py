@@ -1,0 +1,180 @@
+"""Global search, re-ranking by geometric verification, and `delf perform_retrieval`."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from delf_cli.main import main
+from delf_core.features import datum_io, feature_io
+from delf_core.features.feature_io import LocalFeatures
+from delf_core.retrieval.rerank import RerankConfig, count_inliers, rerank_by_geometric_verification
+from delf_core.retrieval.search import rank_by_similarity
+
+DIM = 32
+
+
+def _unit(rng, n, dim=DIM):
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _local(locations, descriptors) -> LocalFeatures:
+    n = len(locations)
+    return LocalFeatures(
+        np.asarray(locations, np.float32), np.ones(n, np.float32),
+        np.asarray(descriptors, np.float32), np.full(n, 200.0, np.float32),
+        np.zeros(n, np.float32),
+    )  # fmt: skip
+
+
+def _scene(seed: int = 0):
+    """A query, the same building seen under an affine map, and two other buildings."""
+    rng = np.random.default_rng(seed)
+    locations = rng.uniform(0, 500, (200, 2))
+    descriptors = _unit(rng, 200)
+    query = _local(locations, descriptors)
+    affine = np.array([[0.9, 0.1], [-0.1, 0.8]])
+    seen = locations @ affine.T + [30, -20]
+    noisy = descriptors + 0.05 * _unit(rng, 200)
+    same_building = _local(seen, noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
+    # Other buildings share some similar-looking descriptors, at unrelated places.
+    others = []
+    for _ in range(2):
+        mixed = _unit(rng, 200)
+        mixed[:60] = descriptors[rng.permutation(200)[:60]] + 0.05 * _unit(rng, 60)
+        others.append(_local(rng.uniform(0, 500, (200, 2)), mixed))
+    return query, [others[0], same_building, others[1]]
+
+
+def test_inliers_separate_the_same_building_from_others():
+    query, index = _scene()
+    config = RerankConfig()
+    same = count_inliers(query, index[1], config)
+    assert same >= 190
+    assert count_inliers(query, index[0], config) < 20
+    assert count_inliers(query, _local(np.zeros((0, 2)), np.zeros((0, DIM))), config) == 0
+
+
+def test_geometric_verification_promotes_the_true_match_and_skips_junk():
+    query, index = _scene()
+    # Global similarity ranks the true match (id 1) last.
+    similarities = np.array([[0.9, 0.5, 0.7]], np.float32)
+    ranks = np.argsort(-similarities, axis=1).astype(np.int32)
+    reranked = rerank_by_geometric_verification(
+        ranks,
+        similarities,
+        {"medium": [np.array([], np.int64)], "hard": [np.array([1])]},
+        [query],
+        lambda i: index[i],
+        RerankConfig(num_workers=1),
+    )
+    assert reranked["medium"][0][0] == 1
+    # A junk image is not verified: with 0 inliers and the lowest similarity, it is last.
+    assert reranked["hard"][0][-1] == 1
+
+
+def test_parallel_reranking_equals_one_process():
+    rng = np.random.default_rng(5)
+    scenes = [_scene(seed) for seed in range(4)]
+    queries = [scene[0] for scene in scenes]
+    index = [features for scene in scenes for features in scene[1]]
+    similarities = rng.uniform(size=(4, len(index))).astype(np.float32)
+    ranks = np.argsort(-similarities, axis=1).astype(np.int32)
+    junk = {"medium": [np.array([], np.int64)] * 4}
+    loads = []
+
+    def load(i):
+        loads.append(i)
+        return index[i]
+
+    serial = rerank_by_geometric_verification(
+        ranks, similarities, junk, queries, load, RerankConfig(num_to_rerank=5, num_workers=1)
+    )
+    assert sorted(loads) == sorted(set(loads)), "each index image is read once"
+    parallel = rerank_by_geometric_verification(
+        ranks, similarities, junk, queries, load, RerankConfig(num_to_rerank=5, num_workers=2)
+    )
+    np.testing.assert_array_equal(serial["medium"], parallel["medium"])
+
+
+def test_rank_by_similarity_is_descending_dot_product():
+    ranks, similarities = rank_by_similarity(
+        np.array([[1.0, 0.0], [0.0, 1.0]], np.float32),
+        np.array([[0.6, 0.8], [1.0, 0.0], [0.0, -1.0]], np.float32),
+    )
+    assert ranks.tolist() == [[1, 0, 2], [0, 1, 2]]
+    np.testing.assert_allclose(similarities[0], [0.6, 1.0, 0.0])
+
+
+@pytest.fixture()
+def benchmark_files(tmp_path):
+    """Two queries against four index images, with features where GV must help."""
+    rng = np.random.default_rng(1)
+    query_dir, index_dir = tmp_path / "query", tmp_path / "index"
+    query_dir.mkdir(), index_dir.mkdir()
+    gnd = []
+    for q in range(2):
+        query, index = _scene(q)
+        names = [f"q{q}_other0", f"q{q}_match", f"q{q}_other1"]
+        feature_io.write_to_file(str(query_dir / f"q{q}.delg_local"), query.locations,
+                                 query.scales, query.descriptors, query.attention)  # fmt: skip
+        base = _unit(rng, 1, 16)[0]
+        datum_io.write_to_file(base, str(query_dir / f"q{q}.delg_global"))
+        for name, features, closeness in zip(names, index, (0.2, 1.5, 0.3), strict=True):
+            feature_io.write_to_file(str(index_dir / f"{name}.delg_local"), features.locations,
+                                     features.scales, features.descriptors,
+                                     features.attention)  # fmt: skip
+            # The true match is globally the least similar of the three.
+            noisy = base + closeness * _unit(rng, 1, 16)[0]
+            datum_io.write_to_file(
+                noisy / np.linalg.norm(noisy), str(index_dir / f"{name}.delg_global")
+            )
+        gnd.append({"bbx": [0, 0, 500, 500], "easy": [3 * q + 1], "hard": [], "junk": []})
+    imlist = [f"q{q}_{n}" for q in range(2) for n in ("other0", "match", "other1")]
+    # Distractors, so that the index has the 10 images precision@10 needs.
+    for d in range(4):
+        name = f"distractor{d}"
+        other = _scene(10 + d)[1][0]
+        feature_io.write_to_file(str(index_dir / f"{name}.delg_local"), other.locations,
+                                 other.scales, other.descriptors, other.attention)  # fmt: skip
+        datum_io.write_to_file(_unit(rng, 1, 16)[0], str(index_dir / f"{name}.delg_global"))
+        imlist.append(name)
+    dataset = tmp_path / "gnd_test.pkl"
+    dataset.write_bytes(pickle.dumps({"qimlist": ["q0", "q1"], "imlist": imlist, "gnd": gnd}))
+    return dataset, query_dir, index_dir
+
+
+def test_perform_retrieval_writes_metrics_and_gv_improves_them(benchmark_files, tmp_path, capsys):
+    from delf_core.retrieval.metrics import read_metrics_file
+
+    dataset, query_dir, index_dir = benchmark_files
+    out = tmp_path / "retrieval"
+    argv = [
+        "perform_retrieval", f"--dataset_file_path={dataset}",
+        f"--query_features_dir={query_dir}", f"--index_features_dir={index_dir}",
+        f"--output_dir={out}",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    before = read_metrics_file(str(out / "metrics.txt")).mean_average_precision
+    assert set(before) == {"medium", "hard"}
+    assert before["medium"] < 1.0
+    assert main([*argv, "--use_geometric_verification", "--num_workers=2"]) == 0
+    after = read_metrics_file(str(out / "metrics.txt")).mean_average_precision
+    assert set(after) == {"medium", "hard", "medium_after_gv", "hard_after_gv"}
+    assert after["medium_after_gv"] == pytest.approx(1.0)
+    assert "medium_after_gv: mAP=100.00" in capsys.readouterr().out
+
+
+def test_missing_features_are_a_one_line_error(benchmark_files, tmp_path, caplog):
+    dataset, query_dir, _ = benchmark_files
+    code = main([
+        "perform_retrieval", f"--dataset_file_path={dataset}",
+        f"--query_features_dir={query_dir}", f"--index_features_dir={tmp_path / 'none'}",
+        f"--output_dir={tmp_path / 'out'}",
+    ])  # fmt: skip
+    assert code == 1
+    assert "q0_other0.delg_global" in caplog.text
+    assert not (tmp_path / "out").exists()
