@@ -14,15 +14,10 @@ from PIL import Image
 from delf_core import storage
 from delf_core.features import datum_io, feature_io
 from delf_core.features.extractor import Extractor
+from delf_core.features.naming import DELF_SUFFIX, DELG_GLOBAL_SUFFIX, DELG_LOCAL_SUFFIX
 from delf_core.features.preprocess import decode_rgb
 
 log = logging.getLogger(__name__)
-
-# The original scripts' outputs: the list form writes .delf; the DELG form writes
-# .delg_local and/or .delg_global.
-DELF_SUFFIX = ".delf"
-DELG_LOCAL_SUFFIX = ".delg_local"
-DELG_GLOBAL_SUFFIX = ".delg_global"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,321 @@
+"""extract_features as an Apache Beam job: the same feature files, over millions of images.
+
+Run as `python -m beam_jobs.extract_features ...` (or through `delf`): the flags of
+`delf extract_features` (list form or DELG form), plus `--images_glob`; every other flag
+is a Beam pipeline option (`--runner`, `--direct_num_workers`, `--project`, ...).
+
+The launcher reads the config and the images, lists the output folder once and plans
+only the images with a missing output file, so a rerun finishes an interrupted job and
+redoes nothing. Workers load the model once per process and write each image's files
+whole (delf_core.storage). Unreadable images are counted and listed in
+extract_features_report.csv; extract_features_manifest.json is written last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.utils import shared
+from google.protobuf import text_format
+
+from beam_jobs.build_image_dataset import pipeline_options
+from delf_core import storage
+from delf_core.cli_flags import normalize_bool_values
+from delf_core.features import extract_job, parse_delf_config
+from delf_core.features.extract import ImageItem, extract_item
+from delf_core.features.extract_job import (
+    MANIFEST_NAME,
+    REPORT_NAME,
+    ExtractJobConfig,
+    ExtractPlan,
+    config_from_args,
+    finish,
+    plan_extraction,
+    read_manifest,
+    warn_if_made_otherwise,
+)
+
+log = logging.getLogger(__name__)
+NAMESPACE = "extract_features"
+FAILED = "failed"
+# Runners whose workers see the launcher's disk; any other needs URLs (gs://) everywhere.
+LOCAL_RUNNERS = {
+    "FnApiRunner", "DirectRunner", "direct", "BundleBasedDirectRunner",
+    "SwitchingDirectRunner", "PrismRunner",
+}  # fmt: skip
+PLAN_FOLDER = ".extract_features_plan"
+# Per-image failures the job counts and reports instead of failing (DESIGN rule 6):
+# unreadable or corrupt images, storage errors, and TensorFlow refusing an odd image.
+IMAGE_ERRORS = (OSError, ValueError, tf.errors.OpError)
+PROGRESS_EVERY = 1000
+
+
+def _encode(item: ImageItem) -> str:
+    return json.dumps([item.name, item.path, item.bbox])
+
+
+def _decode(line: str) -> ImageItem:
+    name, path, bbox = json.loads(line)
+    return ImageItem(name, path, None if bbox is None else tuple(bbox))
+
+
+def _read_plan(url: str):
+    fs, path = storage.resolve(url)
+    with fs.open(path, "rt") as handle:
+        yield from (line for line in handle if line.strip())
+
+
+class ExtractFn(beam.DoFn):
+    """Extracts one image per element; emits "extracted"/"skipped", or (name, reason) as FAILED.
+
+    One Extractor serves every thread of a worker process through `shared.Shared`:
+    after construction it is read-only (constant tensors, PCA arrays, the SavedModel's
+    concrete function), and TensorFlow runs one concrete function from several Python
+    threads at once safely (as Beam's RunInference shares models). So N threads cost
+    one model in memory and one load, not N, and TF's own op threads do the parallel
+    arithmetic.
+    """
+
+    def __init__(self, config_text: str, output_dir: str, delg_form: bool, handle) -> None:
+        self.config_text = config_text
+        self.output_dir = output_dir
+        self.delg_form = delg_form
+        self.handle = handle
+
+    def setup(self) -> None:
+        from delf_core.features.extractor import Extractor
+
+        def load() -> Extractor:
+            log.info("extract_features: loading the model on this worker")
+            return Extractor(parse_delf_config(self.config_text))
+
+        # Tagged by the config, so a different config in the same process reloads.
+        self.extractor = self.handle.acquire(load, tag=self.config_text)
+        self.counters = {
+            name: beam.metrics.Metrics.counter(NAMESPACE, name)
+            for name in ("extracted", "skipped", "failed")
+        }
+        self.done = 0
+        self.start = time.monotonic()
+
+    def process(self, line: str):
+        item = _decode(line)
+        try:
+            status = (
+                "extracted"
+                if extract_item(self.extractor, item, self.output_dir, self.delg_form)
+                else "skipped"
+            )
+        except IMAGE_ERRORS as error:
+            log.warning("extract_features: skipping %s: %s", item.path, error)
+            self.counters["failed"].inc()
+            yield beam.pvalue.TaggedOutput(FAILED, (item.name, f"{type(error).__name__}: {error}"))
+            return
+        self.counters[status].inc()
+        self.done += 1
+        if self.done % PROGRESS_EVERY == 0:
+            rate = self.done / max(time.monotonic() - self.start, 1e-9)
+            log.info("extract_features: %d images by this thread, %.2f/s", self.done, rate)
+        yield status
+
+
+class _Finish:
+    """The last step: the report and the manifest, from the counts and failures of all workers."""
+
+    def __init__(self, job: ExtractJobConfig, config_text: str, plan: ExtractPlan, runner: str):
+        self.job = job
+        self.config_text = config_text
+        self.done = plan.done
+        self.duplicates = list(plan.duplicates)
+        self.runner = runner
+
+    def __call__(self, _, counts: dict[str, int], failures: list[tuple[str, str]]) -> dict:
+        counts = dict(counts)
+        counts["skipped"] = counts.get("skipped", 0) + self.done
+        failed = self.duplicates + [tuple(f) for f in failures]
+        return finish(self.job, parse_delf_config(self.config_text), counts, failed, self.runner)
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    plan_url: str,
+    job: ExtractJobConfig,
+    config_text: str,
+    plan: ExtractPlan,
+    runner: str,
+) -> beam.PCollection:
+    """Planned images -> extracted in parallel -> report and manifest."""
+    results = (
+        pipeline
+        # The plan is a file, not beam.Create(items): a 761k-image plan would swell the
+        # job graph, which Dataflow caps in size. Read with fsspec, as every other file
+        # of the job, so one set of credentials (and the GCS emulator in tests) serves.
+        | "Plan" >> beam.Create([plan_url])
+        | "Items" >> beam.FlatMap(_read_plan)
+        # Breaks fusion so the images spread over all workers and threads.
+        | "Spread" >> beam.Reshuffle()
+        | "Extract"
+        >> beam.ParDo(
+            ExtractFn(config_text, job.output_dir, job.delg_form, shared.Shared())
+        ).with_outputs(FAILED, main="done")
+    )
+    counts = results.done | "Count" >> beam.combiners.Count.PerElement()
+    return (
+        pipeline
+        | "Once" >> beam.Create([None])
+        | "Finish"
+        >> beam.Map(
+            _Finish(job, config_text, plan, runner),
+            counts=beam.pvalue.AsDict(counts),
+            failures=beam.pvalue.AsList(results[FAILED]),
+        )
+    )
+
+
+def job_counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
+    """The job's counters (extracted, skipped, failed), by name."""
+    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    return {counter.key.metric.name: counter.committed for counter in query["counters"]}
+
+
+def _check_paths(job: ExtractJobConfig, config, items: list[ImageItem], runner: str) -> None:
+    """Fails fast, in one line, on a model or folder the workers could not read.
+
+    Raises:
+        ValueError: no SavedModel at model_path, or a local path with a remote runner.
+    """
+    model = storage.join(config.model_path, "saved_model.pb")
+    fs, path = storage.resolve(model)
+    if not fs.exists(path):
+        raise ValueError(f"model_path {config.model_path!r} of {job.config_path}: no {model}")
+    if runner in LOCAL_RUNNERS:
+        return
+    named = {"the output folder": job.output_dir, "model_path": config.model_path}
+    for local in (config.delf_local_config, config.delf_global_config):
+        if local.use_pca:
+            named["pca mean_path"] = local.pca_parameters.mean_path
+    if items:
+        named["the image"] = items[0].path
+    for what, url in named.items():
+        if url and storage.is_local(storage.resolve(url)[0]):
+            raise ValueError(
+                f"{what} {url!r} is a local path, which {runner} workers cannot read: "
+                "copy it to gs:// and give that URL"
+            )
+
+
+def _write_plan(job: ExtractJobConfig, items: list[ImageItem]) -> tuple[str, str]:
+    """Writes the planned items, one JSON a line; returns the URL for Beam and fsspec's path."""
+    fs, root = storage.resolve(job.output_dir)
+    path = storage.join(root, PLAN_FOLDER, f"{uuid.uuid4().hex}.jsonl")
+    storage.write_bytes(fs, path, "".join(_encode(item) + "\n" for item in items).encode())
+    return storage.url_of(fs, path), path
+
+
+def _remove_plan(job: ExtractJobConfig, path: str) -> None:
+    fs, _ = storage.resolve(job.output_dir)
+    try:
+        fs.rm(path)
+        folder = path.rsplit("/", 1)[0]
+        if storage.is_local(fs) and not fs.ls(folder):
+            fs.rmdir(folder)
+    except OSError as error:
+        log.warning("extract_features: could not remove the plan %s: %s", path, error)
+
+
+def run_extract(job: ExtractJobConfig, pipeline_args: list[str] | None = None) -> dict:
+    """Plans what is left, runs the job over it, and returns the manifest.
+
+    Args:
+        job: What to extract (see `config_from_args`).
+        pipeline_args: Beam options; none gives the local runner with a thread per core.
+
+    Returns:
+        The manifest written into the output folder (counts under "counts").
+
+    Raises:
+        ValueError: a bad config, input or path, in one line.
+        OSError: a missing config, list or dataset file.
+    """
+    config, items = job.load()
+    options = pipeline_options(pipeline_args or [])
+    runner = str(options.view_as(StandardOptions).runner)
+    _check_paths(job, config, items, runner)
+    warn_if_made_otherwise(job, config)
+    plan = plan_extraction(items, job.output_dir, job.delg_form, config)
+    log.info(
+        "extract_features: %d of %d images to extract (%d already done) into %s",
+        len(plan.todo), plan.total, plan.done, job.output_dir,
+    )  # fmt: skip
+    config_text = text_format.MessageToString(config)
+    if not plan.todo:
+        counts = {"extracted": 0, "skipped": plan.done}
+        return finish(job, config, counts, list(plan.duplicates), runner)
+    plan_url, plan_path = _write_plan(job, plan.todo)
+    try:
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, plan_url, job, config_text, plan, runner)
+        result = pipeline.run()
+        result.wait_until_finish()
+    finally:
+        _remove_plan(job, plan_path)
+    log.info("extract_features: job counters %s", job_counters(result))
+    manifest = read_manifest(job.output_dir)
+    assert manifest is not None, f"the job finished without writing its {MANIFEST_NAME}"
+    return manifest
+
+
+# `delf` passes the flags it does not know on as Beam pipeline options.
+PASSES_UNKNOWN_FLAGS = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `delf extract_features`, both forms, and `--images_glob`."""
+    extract_job.add_arguments(parser, images_glob=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the job from parsed flags; `args.pipeline_args` holds the Beam options."""
+    try:
+        manifest = run_extract(config_from_args(args), getattr(args, "pipeline_args", []))
+    except (OSError, ValueError) as error:
+        print(f"extract_features: error: {error}", file=sys.stderr)
+        return 1
+    counts = manifest["counts"]
+    print(
+        f"{counts['extracted']} extracted, {counts['skipped']} already done, "
+        f"{counts['failed']} failed, of {counts['total']} images"
+    )
+    if counts["failed"]:
+        report = storage.join(manifest["params"]["output_dir"], REPORT_NAME)
+        print(f"failed images and why: {report}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m beam_jobs.extract_features",
+        description="Extract .delf or .delg_local/.delg_global features as a Beam job; "
+        "other flags are Beam options.",
+    )
+    add_arguments(parser)
+    args, pipeline_args = parser.parse_known_args(
+        normalize_bool_values(parser, sys.argv[1:] if argv is None else argv)
+    )
+    args.pipeline_args = pipeline_args
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

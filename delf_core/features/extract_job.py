@@ -1,0 +1,335 @@
+"""The extract_features job: its flags, inputs, plan of what is left, report and manifest."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import logging
+import os
+from collections.abc import Iterable
+
+from delf_core import __version__, storage
+from delf_core.cli_flags import add_flag
+
+log = logging.getLogger(__name__)
+IMAGE_SETS = ("query", "index")
+# The two original scripts' flags and defaults. The DELG form is chosen when any of
+# its flags is given.
+LIST_DEFAULTS = {
+    "config_path": "delf_config_example.pbtxt",
+    "list_images_path": "list_images.txt",
+    "output_dir": "test_features",
+}
+DELG_DEFAULTS = {
+    "delf_config_path": "/tmp/delf_config_example.pbtxt",
+    "dataset_file_path": "/tmp/gnd_roxford5k.mat",
+    "images_dir": "/tmp/images",
+    "image_set": "query",
+    "output_features_dir": "/tmp/features",
+}
+# The flags naming the images, which --images_glob replaces in either form.
+_IMAGE_FLAGS = ("list_images_path", "dataset_file_path", "images_dir", "image_set")
+REPORT_NAME = "extract_features_report.csv"
+# The same name as the flow's record of which model made each file (flows/extract_features):
+# the job keeps that record's "images" and adds its own fields beside it.
+MANIFEST_NAME = "extract_features_manifest.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, images_glob: bool = False) -> None:
+    """The flags of both original scripts, and `--images_glob` when asked for."""
+    listed = parser.add_argument_group("list form (examples/extract_features.py)")
+    add_flag(listed, "config_path", None, f"DelfConfig text file; {LIST_DEFAULTS['config_path']!r}")
+    add_flag(
+        listed,
+        "list_images_path",
+        None,
+        f"one image path per line; {LIST_DEFAULTS['list_images_path']!r}",
+    )
+    add_flag(listed, "output_dir", None, f"<name>.delf go here; {LIST_DEFAULTS['output_dir']!r}")
+    delg = parser.add_argument_group("DELG form (delg/extract_features.py)")
+    add_flag(delg, "delf_config_path", None, f"DelfConfig; {DELG_DEFAULTS['delf_config_path']!r}")
+    add_flag(
+        delg,
+        "dataset_file_path",
+        None,
+        f"Revisited gnd_*.mat or .pkl; {DELG_DEFAULTS['dataset_file_path']!r}",
+    )
+    add_flag(delg, "images_dir", None, f"<name>.jpg images; {DELG_DEFAULTS['images_dir']!r}")
+    add_flag(
+        delg,
+        "image_set",
+        None,
+        "query images are cropped to their box; 'query'",
+        choices=IMAGE_SETS,
+    )
+    add_flag(
+        delg,
+        "output_features_dir",
+        None,
+        f"<name>.delg_local/.delg_global go here; {DELG_DEFAULTS['output_features_dir']!r}",
+    )
+    if images_glob:
+        add_flag(
+            parser,
+            "images_glob",
+            None,
+            "images to extract, named after their file stem, e.g. 'gs://B/index/*/*/*/*.jpg'; "
+            "replaces --list_images_path (list form) or --dataset_file_path, --images_dir "
+            "and --image_set (DELG form)",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractJobConfig:
+    """What to extract, from where, to where: the resolved flags of either form.
+
+    Attributes:
+        delg_form: `.delg_local`/`.delg_global` outputs instead of `.delf`.
+        config_path: The DelfConfig file.
+        output_dir: Where the feature files, the report and the manifest go.
+        list_images_path: List form: one image path per line.
+        images_glob: Either form: the images, instead of a list or a dataset file.
+        dataset_file_path: DELG form: a Revisited gnd_*.mat or .pkl.
+        images_dir: DELG form: `<name>.jpg` of the dataset file's images.
+        image_set: DELG form: "query" (cropped to their boxes) or "index".
+    """
+
+    delg_form: bool
+    config_path: str
+    output_dir: str
+    list_images_path: str | None = None
+    images_glob: str | None = None
+    dataset_file_path: str | None = None
+    images_dir: str | None = None
+    image_set: str | None = None
+
+    def params(self) -> dict:
+        """The fields that are set, for the manifest."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def load(self) -> tuple:
+        """The parsed DelfConfig and the images, as `delf extract_features` reads them.
+
+        Returns:
+            (DelfConfig, list of ImageItem).
+
+        Raises:
+            ValueError: a bad config or dataset file, or a glob that matches nothing.
+            OSError: a missing file.
+        """
+        from delf_core.features import load_delf_config
+        from delf_core.features.extract import items_from_dataset, items_from_list
+
+        config = load_delf_config(self.config_path)
+        if not self.delg_form and not config.use_local_features:
+            raise ValueError("the list form writes local features: set use_local_features")
+        if self.images_glob is not None:
+            items = items_from_glob(self.images_glob)
+        elif self.delg_form:
+            items = items_from_dataset(self.dataset_file_path, self.images_dir, self.image_set)
+        else:
+            items = items_from_list(self.list_images_path)
+        return config, items
+
+
+def config_from_args(args: argparse.Namespace) -> ExtractJobConfig:
+    """The job of the parsed flags, each form with its original defaults.
+
+    Raises:
+        ValueError: flags of the two forms mixed, or --images_glob with another input.
+    """
+    values = vars(args)
+    delg_form = any(values.get(name) is not None for name in DELG_DEFAULTS)
+    listed = [name for name in LIST_DEFAULTS if values.get(name) is not None]
+    if delg_form and listed:
+        raise ValueError(
+            f"--{listed[0]} belongs to the list form; the DELG form takes --delf_config_path, "
+            "--dataset_file_path, --images_dir, --image_set and --output_features_dir"
+        )
+    images_glob = values.get("images_glob")
+    if images_glob is not None:
+        clash = [name for name in _IMAGE_FLAGS if values.get(name) is not None]
+        if clash:
+            raise ValueError(f"--images_glob replaces --{clash[0]}: give one of them")
+    defaults = DELG_DEFAULTS if delg_form else LIST_DEFAULTS
+    chosen = {name: values[name] if values.get(name) is not None else default
+              for name, default in defaults.items()}  # fmt: skip
+    if images_glob is not None:
+        chosen = {k: v for k, v in chosen.items() if k not in _IMAGE_FLAGS}
+    if delg_form:
+        return ExtractJobConfig(
+            delg_form=True,
+            config_path=chosen["delf_config_path"],
+            output_dir=chosen["output_features_dir"],
+            images_glob=images_glob,
+            dataset_file_path=chosen.get("dataset_file_path"),
+            images_dir=chosen.get("images_dir"),
+            image_set=chosen.get("image_set"),
+        )
+    return ExtractJobConfig(
+        delg_form=False,
+        config_path=chosen["config_path"],
+        output_dir=chosen["output_dir"],
+        list_images_path=chosen.get("list_images_path"),
+        images_glob=images_glob,
+    )
+
+
+def items_from_glob(pattern: str) -> list:
+    """The images matching `pattern` (local or URL), sorted, named after their file stem.
+
+    Raises:
+        ValueError: nothing matches.
+    """
+    from delf_core.features.extract import ImageItem
+
+    fs, path = storage.resolve(pattern)
+    # One listing of the pattern's fixed prefix, not a request per file (gs:// included).
+    paths = sorted(fs.glob(path))
+    if not paths:
+        raise ValueError(f"--images_glob {pattern!r} matches no file")
+    urls = (storage.url_of(fs, p) for p in paths)
+    return [ImageItem(os.path.splitext(os.path.basename(u))[0], u) for u in urls]
+
+
+@dataclasses.dataclass
+class ExtractPlan:
+    """The images left to extract, and what planning already knows of the others.
+
+    Attributes:
+        todo: Images with at least one output file missing.
+        done: How many images have all their output files already.
+        duplicates: (name, reason) of images whose name an earlier image took.
+    """
+
+    todo: list
+    done: int
+    duplicates: list[tuple[str, str]]
+
+    @property
+    def total(self) -> int:
+        return len(self.todo) + self.done + len(self.duplicates)
+
+
+def existing_outputs(output_dir: str) -> set[str]:
+    """Paths, relative to `output_dir`, of the files under it: one listing, not a probe each.
+
+    On gs:// a listing returns 1000 names a request, so a rerun of a 761k-image job
+    plans in minutes instead of the hours of one existence check per file.
+    """
+    fs, root = storage.resolve(output_dir)
+    root = root.rstrip("/")
+    try:
+        found = fs.find(root)
+    except FileNotFoundError:
+        return set()
+    return {p[len(root) + 1 :] for p in found if p.startswith(root + "/")}
+
+
+def plan_extraction(items: Iterable, output_dir: str, delg_form: bool, config) -> ExtractPlan:
+    """Which images still need extracting: those with an output file missing.
+
+    The first image of a name wins; a later one with the same name would write the
+    same files, so it is reported rather than left to race or be skipped in silence.
+    """
+    from delf_core.features.extract import output_paths
+
+    existing = existing_outputs(output_dir)
+    prefix = storage.join(output_dir, "")
+    todo, duplicates, seen = [], [], {}
+    done = 0
+    for item in items:
+        if item.name in seen:
+            duplicates.append((item.name, f"{item.path}: same name as {seen[item.name]}"))
+            continue
+        seen[item.name] = item.path
+        outputs = output_paths(item, output_dir, delg_form, config)
+        if all(path[len(prefix) :] in existing for _, path in outputs):
+            done += 1
+        else:
+            todo.append(item)
+    return ExtractPlan(todo=todo, done=done, duplicates=duplicates)
+
+
+def report_csv(failed: Iterable[tuple[str, str]]) -> bytes:
+    """The report: a `name,reason` row per failed image, sorted by name."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("name", "reason"))
+    writer.writerows(sorted(failed))
+    return out.getvalue().encode()
+
+
+def read_manifest(output_dir: str) -> dict | None:
+    """The manifest in `output_dir`, or None."""
+    fs, root = storage.resolve(output_dir)
+    try:
+        return storage.read_json(fs, storage.join(root, MANIFEST_NAME))
+    except ValueError:
+        return None
+
+
+def finish(
+    job: ExtractJobConfig,
+    config,
+    counts: dict[str, int],
+    failed: list[tuple[str, str]],
+    runner: str,
+) -> dict:
+    """Writes the report, then the manifest (last, whole); returns the manifest.
+
+    Args:
+        job: The job.
+        config: Its DelfConfig.
+        counts: "extracted" and "skipped" image counts.
+        failed: (name, reason) of each failed image.
+        runner: What ran the job, for the record.
+    """
+    from google.protobuf import text_format
+
+    fs, root = storage.resolve(job.output_dir)
+    storage.write_bytes(fs, storage.join(root, REPORT_NAME), report_csv(failed))
+    extracted, skipped = counts.get("extracted", 0), counts.get("skipped", 0)
+    manifest = {
+        "step": "extract_features",
+        "delf_version": __version__,
+        "runner": runner,
+        "config_path": job.config_path,
+        "model_path": config.model_path,
+        "delf_config": text_format.MessageToString(config),
+        "params": job.params(),
+        "counts": {
+            "extracted": extracted,
+            "skipped": skipped,
+            "failed": len(failed),
+            "total": extracted + skipped + len(failed),
+        },
+        "report": REPORT_NAME,
+    }
+    previous = read_manifest(job.output_dir) or {}
+    if "images" in previous:
+        manifest["images"] = previous["images"]
+    storage.write_json(fs, storage.join(root, MANIFEST_NAME), manifest)
+    return manifest
+
+
+def warn_if_made_otherwise(job: ExtractJobConfig, config) -> None:
+    """Logs when the folder's manifest names another model or config than this job's.
+
+    Finished images are skipped by name, so their files would stay those of the
+    earlier model: say so rather than mix two models' features in silence.
+    """
+    from google.protobuf import text_format
+
+    previous = read_manifest(job.output_dir) or {}
+    if "delf_config" not in previous:
+        return
+    if previous["delf_config"] != text_format.MessageToString(config):
+        log.warning(
+            "%s holds features made with another DelfConfig (model %s); finished images "
+            "keep them: use a new output folder to redo them",
+            job.output_dir,
+            previous.get("model_path"),
+        )
