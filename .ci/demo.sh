@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make demo: build the mini dataset, serve it on 127.0.0.1, download it with `delf download`.
+# make demo: build the mini dataset, serve it on 127.0.0.1, download it, build the TFRecords,
+# train DELF and DELG briefly, export them, extract and match two images of one landmark.
 set -euo pipefail
 delf=$(realpath "${1:-$(command -v delf)}")
 demo_dir=${2:-.demo}
@@ -76,3 +77,65 @@ PY
   --delg_global_features \
   --max_iters=2 --image_size=64 --batch_size=4 --num_eval_batches=1
 echo "demo: checkpoints in $demo_dir/gldv2_training and $demo_dir/gldv2_training_delg"
+
+echo "the seed's export commands, on the two trained models:"
+# Exports refuse to overwrite: the previous demo's are removed first, so this section
+# also reruns on its own (the top of the script clears the whole demo folder anyway).
+rm -rf gldv2_model_local gldv2_model_local_and_global gldv2_model_global \
+  gldv2_model_global_kaggle data/features matched_images.png
+"$delf" export_local_model \
+  --ckpt_path=gldv2_training/delf_weights \
+  --export_path=gldv2_model_local
+"$delf" export_local_and_global_model \
+  --ckpt_path=gldv2_training_delg/delf_weights \
+  --export_path=gldv2_model_local_and_global \
+  --delg_global_features
+"$delf" export_global_model \
+  --ckpt_path=gldv2_training_delg/delf_weights \
+  --export_path=gldv2_model_global \
+  --delg_global_features
+echo "and in the Kaggle format (fixed scales, pooled, normalised):"
+"$delf" export_global_model \
+  --ckpt_path=gldv2_training_delg/delf_weights \
+  --export_path=gldv2_model_global_kaggle \
+  --delg_global_features \
+  --input_scales_list=0.70710677,1.0,1.4142135 \
+  --multi_scale_pool_type=sum \
+  --normalize_global_descriptor
+
+echo "testing the trained model: extract two images of one landmark, match them"
+# The seed README's test config for a TF2 local export, but one threshold: attention
+# after 2 training steps sits near softplus(0) = 0.69 everywhere, so the seed's 100.0
+# (for a fully trained model) would keep no feature.
+cat >delf_config_example.pbtxt <<'PBTXT'
+model_path: "gldv2_model_local"
+image_scales: .25
+image_scales: .3536
+image_scales: .5
+image_scales: .7071
+image_scales: 1.0
+image_scales: 1.4142
+image_scales: 2.0
+is_tf2_exported: true
+delf_local_config {
+  use_pca: false
+  max_feature_num: 1000
+  score_threshold: 0.5
+}
+PBTXT
+# Two views of the first landmark of train_clean.csv (landmark_id,images).
+read -r a b _ < <(sed -n 2p gldv2_dataset/train/train_clean.csv | cut -d, -f2)
+image() { echo "gldv2_dataset/train/${1:0:1}/${1:1:1}/${1:2:1}/$1.jpg"; }
+printf '%s\n' "$(image "$a")" "$(image "$b")" >list_images.txt
+"$delf" extract_features \
+  --config_path delf_config_example.pbtxt \
+  --list_images_path list_images.txt \
+  --output_dir data/features
+"$delf" match_images \
+  --image_1_path "$(image "$a")" \
+  --image_2_path "$(image "$b")" \
+  --features_1_path "data/features/$a.delf" \
+  --features_2_path "data/features/$b.delf" \
+  --output_image matched_images.png
+echo "demo: exports $(echo gldv2_model_*), features in $demo_dir/data/features," \
+  "picture $demo_dir/matched_images.png"

@@ -1,4 +1,4 @@
-"""The GLDv2 pipeline flow: download, build the TFRecords, train."""
+"""The GLDv2 pipeline flow: download, build the TFRecords, train, test the trained model."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from delf_core import storage
 from delf_core.gldv2 import layout
 from delf_core.training.config import TrainConfig
 from flows.build_image_dataset import build_image_dataset_flow, seed_build_config
+from flows.check_model import ModelCheck, check_trained_model
 from flows.download import download_gldv2
 from flows.train import train_task
 
@@ -30,13 +31,19 @@ def gldv2(
     runner: str = "FnApiRunner",
     pipeline_options: list[str] | None = None,
     train: TrainConfig | None = None,
+    test_model: ModelCheck | None = None,
 ) -> dict[str, Any]:
     """Downloads GLDv2, builds the TFRecords of the seed README and trains on them.
 
     Test shards are built when test tars are downloaded. `train` holds the training
-    flags (its file patterns are set to the built shards); None skips training. A
-    rerun skips every finished tar, an identical TFRecord build and a finished
-    training run; a crashed training resumes from its last checkpoint.
+    flags (its file patterns are set to the built shards); None skips training.
+    `test_model`, after training, exports the model (local for DELF, local_and_global
+    for DELG, plus `test_model.exports`), extracts two images of one landmark and
+    matches them, as the seed README's "test the trained model"; None skips it.
+
+    A rerun skips every finished tar, an identical TFRecord build, a finished
+    training run and current exports, features and picture; a crashed training
+    resumes from its last checkpoint.
     """
     download = download_gldv2(
         num_train,
@@ -63,4 +70,6 @@ def gldv2(
             validation_file_pattern=storage.join(config.output_directory, "validation*"),
         )
         result["train"] = train_task(train)
+        if test_model is not None:
+            result["test_model"] = check_trained_model(train, test_model, dataset_dir)
     return result

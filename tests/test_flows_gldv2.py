@@ -1,4 +1,4 @@
-"""The gldv2 flow (download, then build_image_dataset) under Prefect's test harness."""
+"""The gldv2 flow (download, build_image_dataset, train, test the model) under Prefect's harness."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from prefect.client.orchestration import get_client
 
 from delf_core.gldv2.mirror import MirrorServer
 from delf_core.training.config import TrainConfig
+from flows.check_model import ModelCheck
 from flows.gldv2 import gldv2
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ def task_states_of_subflows(flow_state) -> dict[str, str]:
     }
 
 
-def test_gldv2_flow_downloads_builds_trains_and_a_rerun_is_cached(
+def test_gldv2_flow_downloads_builds_trains_tests_and_a_rerun_is_cached(
     prefect_harness, mini_bucket, tmp_path
 ):
     dataset = tmp_path / "gldv2_dataset"
@@ -57,6 +58,8 @@ def test_gldv2_flow_downloads_builds_trains_and_a_rerun_is_cached(
             base_url=server.url,
             num_shards=3,
             train=training,
+            # Attention after 2 steps sits near softplus(0) = 0.69: the seed's 100 keeps none.
+            test_model=ModelCheck(score_threshold=0.5),
         )
         first = gldv2(**params, return_state=True)
         assert first.is_completed()
@@ -64,7 +67,10 @@ def test_gldv2_flow_downloads_builds_trains_and_a_rerun_is_cached(
         assert result["tfrecords"]["splits"]["test"]["records"] == 16
         assert result["train"]["step"] == 2
         assert (tmp_path / "logs" / "delf_weights.index").exists()
-        assert (tmp_path / "logs" / "delf_weights.index").exists()
+        tested = result["test_model"]
+        assert tested["exports"] == {"local": str(tmp_path / "gldv2_model_local")}
+        assert tested["num_inliers"] >= 0 and (tmp_path / "matched_images.png").exists()
+        assert len(list((tmp_path / "data" / "features").glob("*.delf"))) == 2
         assert sorted(p.name for p in (dataset / "tfrecord").glob("validation-*")) == [
             f"validation-0000{i}-of-00003" for i in range(3)
         ]
@@ -81,4 +87,6 @@ def test_gldv2_flow_downloads_builds_trains_and_a_rerun_is_cached(
     assert build == ["Cached"]
     assert [s for n, s in states.items() if n.startswith("train")] == ["Cached"]
     assert tars == ["Cached"] * 4
+    steps = ("export-local", "extract_features", "match_images")
+    assert {name: states.get(name) for name in steps} == dict.fromkeys(steps, "Cached")
     assert json.loads(manifest_path.read_text())["splits"]["train"]["records"] > 0

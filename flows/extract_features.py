@@ -1,0 +1,278 @@
+"""The `extract_features` step as a Prefect task: the seed's DelfConfig, cached on model, images."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from google.protobuf import text_format
+from prefect import task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+
+from delf_core import storage
+from delf_core.export.config import GLOBAL, LOCAL_AND_GLOBAL
+from delf_core.export.export import MANIFEST_NAME
+from delf_core.features import DelfConfig, write_delf_config
+from delf_core.features.extract import ExtractReport, ImageItem, extract_images, output_paths
+from delf_core.features.extractor import Extractor
+from flows.caching import OutputsStandCache
+
+# The seed README's test config (REFERENCE §6.1): 7 scales, 1000 features, no PCA.
+SEED_IMAGE_SCALES = (0.25, 0.3536, 0.5, 0.7071, 1.0, 1.4142, 2.0)
+SEED_MAX_FEATURE_NUM = 1000
+SEED_SCORE_THRESHOLD = 100.0
+# The DELG configs' global scales: 0.7071, 1.0, 1.4142.
+SEED_GLOBAL_SCALES_IND = (3, 4, 5)
+CONFIG_NAME = "delf_config_example.pbtxt"
+# Which model and config made each feature file of a folder: extract_images skips
+# files that exist, so files of an older model must be found and replaced.
+FEATURES_MANIFEST_NAME = "extract_features_manifest.json"
+
+
+def seed_delf_config(
+    model_path: str, use_global_features: bool, score_threshold: float = SEED_SCORE_THRESHOLD
+) -> DelfConfig:
+    """The seed README's delf_config_example.pbtxt for a TF2 export at `model_path`.
+
+    Args:
+        model_path: The SavedModel folder.
+        use_global_features: For a local_and_global (DELG) export, whose signature also
+            takes the global scale indices.
+        score_threshold: Attention score a local feature needs; the seed's 100.0 suits
+            a fully trained model.
+
+    Returns:
+        The config message.
+    """
+    config = DelfConfig(
+        model_path=model_path,
+        image_scales=SEED_IMAGE_SCALES,
+        is_tf2_exported=True,
+        use_local_features=True,
+        use_global_features=use_global_features,
+    )
+    config.delf_local_config.use_pca = False
+    config.delf_local_config.max_feature_num = SEED_MAX_FEATURE_NUM
+    config.delf_local_config.score_threshold = score_threshold
+    if use_global_features:
+        config.delf_global_config.use_pca = False
+        config.delf_global_config.image_scales_ind.extend(SEED_GLOBAL_SCALES_IND)
+    return config
+
+
+def _sha256_file(url: str) -> str | None:
+    fs, path = storage.resolve(url)
+    try:
+        with fs.open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _export_manifest(export_path: str) -> dict | None:
+    fs, path = storage.resolve(storage.join(export_path, MANIFEST_NAME))
+    try:
+        return storage.read_json(fs, path)
+    except (OSError, ValueError):
+        return None
+
+
+def _config_of(inputs: dict[str, Any]) -> DelfConfig:
+    manifest = _export_manifest(inputs["export_path"]) or {}
+    kind = manifest.get("params", {}).get("kind")
+    if kind == GLOBAL:
+        raise ValueError(
+            f"{inputs['export_path']} is a global-only export: extract_features needs "
+            "local features, from a local or local_and_global export"
+        )
+    return seed_delf_config(
+        inputs["export_path"], kind == LOCAL_AND_GLOBAL, inputs["score_threshold"]
+    )
+
+
+def _items(images: list[str]) -> list[ImageItem]:
+    # Named after the file stem, as the list form of the original names its outputs.
+    items = [ImageItem(os.path.splitext(os.path.basename(p))[0], p) for p in images]
+    names = [item.name for item in items]
+    if len(set(names)) != len(names):
+        duplicate = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"two images are named {duplicate!r}: their feature files would clash")
+    return items
+
+
+def _config_path(inputs: dict[str, Any]) -> str:
+    output_dir = inputs["output_dir"].rstrip("/")
+    parent = output_dir.rsplit("/", 1)[0] if "/" in output_dir else "."
+    return inputs.get("config_path") or storage.join(parent, CONFIG_NAME)
+
+
+def _source(inputs: dict[str, Any]) -> str:
+    """What a feature file's content depends on besides its image: model and config."""
+    export_path = inputs["export_path"]
+    return hashlib.sha256(
+        json.dumps(
+            {
+                "export_manifest": _export_manifest(export_path),
+                # The export's weights: the index holds each tensor's CRC32C.
+                "weights": _sha256_file(storage.join(export_path, "variables/variables.index")),
+                "config": text_format.MessageToString(_config_of(inputs)),
+                "delg_form": inputs.get("delg_form", False),
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+
+
+def _extract_identity(inputs: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "source": _source(inputs),
+            "images": list(inputs["images"]),
+            "output_dir": inputs["output_dir"],
+            "config_path": _config_path(inputs),
+        },
+        sort_keys=True,
+    )
+
+
+def _manifest(output_dir: str) -> dict:
+    fs, path = storage.resolve(storage.join(output_dir, FEATURES_MANIFEST_NAME))
+    try:
+        return storage.read_json(fs, path) or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _recorded(output_dir: str) -> dict[str, dict]:
+    return _manifest(output_dir).get("images", {})
+
+
+def _outputs(item: ImageItem, inputs: dict[str, Any], config: DelfConfig) -> list[str]:
+    delg_form = inputs.get("delg_form", False)
+    return [path for _, path in output_paths(item, inputs["output_dir"], delg_form, config)]
+
+
+def _exists(url: str) -> bool:
+    fs, path = storage.resolve(url)
+    return fs.exists(path)
+
+
+def _extract_stands(inputs: dict[str, Any]) -> bool:
+    """The config file and every image's feature files are there, made by this source."""
+    config, source = _config_of(inputs), _source(inputs)
+    recorded = _recorded(inputs["output_dir"])
+    return _exists(_config_path(inputs)) and all(
+        recorded.get(item.name, {}) == {"path": item.path, "source": source}
+        and all(_exists(path) for path in _outputs(item, inputs, config))
+        for item in _items(inputs["images"])
+    )
+
+
+def _remove_stale(items: list[ImageItem], inputs: dict[str, Any], config, source: str) -> int:
+    """Deletes feature files another model, config or image made; returns how many."""
+    recorded = _recorded(inputs["output_dir"])
+    removed = 0
+    for item in items:
+        if recorded.get(item.name) == {"path": item.path, "source": source}:
+            continue
+        for url in _outputs(item, inputs, config):
+            fs, path = storage.resolve(url)
+            if fs.exists(path):
+                fs.rm(path)
+                removed += 1
+    return removed
+
+
+def _record(items: list[ImageItem], inputs: dict[str, Any], source: str, failed: set) -> None:
+    # Other fields (the batch job's counts and config) are kept; only "images" changes.
+    manifest = {"step": "extract_features", **_manifest(inputs["output_dir"])}
+    images = manifest.setdefault("images", {})
+    for item in items:
+        if item.name in failed:
+            images.pop(item.name, None)
+        else:
+            images[item.name] = {"path": item.path, "source": source}
+    fs, path = storage.resolve(storage.join(inputs["output_dir"], FEATURES_MANIFEST_NAME))
+    storage.write_json(fs, path, manifest)
+
+
+def _progress(total: int):
+    """A Prefect progress artifact, updated about every 1% of the images."""
+    artifact_id = create_progress_artifact(
+        0.0, key="delf-extract-progress", description=f"images of {total} extracted"
+    )
+    every = max(1, total // 100)
+
+    def update(report: ExtractReport, total: int) -> None:
+        if report.total % every == 0 or report.total == total:
+            update_progress_artifact(artifact_id, 100.0 * report.total / total)
+
+    return update
+
+
+@task(
+    name="extract_features",
+    task_run_name="extract_features",
+    cache_policy=OutputsStandCache(
+        identity=_extract_identity, outputs_stand=_extract_stands, prefix="extract_features"
+    ),
+)
+def extract_features_task(
+    export_path: str,
+    images: list[str],
+    output_dir: str,
+    score_threshold: float = SEED_SCORE_THRESHOLD,
+    config_path: str | None = None,
+    delg_form: bool = False,
+) -> dict:
+    """Writes the seed's DelfConfig for `export_path` and extracts `images`.
+
+    Args:
+        export_path: A local or local_and_global export (its manifest tells which).
+        images: Image paths; `<output_dir>/<file stem>.delf` is written for each.
+        output_dir: Where the feature files go.
+        score_threshold: The config's local `score_threshold`.
+        config_path: Where the config goes; `<output_dir>/../delf_config_example.pbtxt`
+            when None.
+        delg_form: `.delg_local`/`.delg_global` files instead of `.delf`.
+
+    Returns:
+        config_path, output_dir, the counts, the failures as (name, reason) and the
+        feature files of each image.
+    """
+    # The cache policy's helpers take the inputs by name; the body reuses them.
+    inputs = dict(locals())
+    config, source, items = _config_of(inputs), _source(inputs), _items(images)
+    config_path = _config_path(inputs)
+    write_delf_config(config, config_path)
+    # Feature files of an older export would be skipped by extract_images.
+    replaced = _remove_stale(items, inputs, config, source)
+    report = extract_images(
+        Extractor(config), items, output_dir, delg_form=delg_form, on_progress=_progress(len(items))
+    )
+    _record(items, inputs, source, failed={name for name, _ in report.failed})
+    lines = [
+        f"**{report.extracted}** extracted, **{report.skipped}** already there, "
+        f"**{len(report.failed)}** failed, of {report.total} images "
+        f"({replaced} stale files replaced) into `{output_dir}` with `{config_path}`",
+        *(f"- failed: `{name}`: {reason}" for name, reason in report.failed),
+    ]
+    create_markdown_artifact(
+        "\n\n".join(lines[:1]) + "\n\n" + "\n".join(lines[1:]),
+        key="delf-extract-features",
+        description="extract_features counts",
+    )
+    return {
+        "config_path": config_path,
+        "output_dir": output_dir,
+        "extracted": report.extracted,
+        "skipped": report.skipped,
+        "failed": report.failed,
+        "features": {item.name: _outputs(item, inputs, config) for item in items},
+    }
