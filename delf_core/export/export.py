@@ -175,6 +175,17 @@ def _write_manifest(folder: str, manifest: dict) -> None:
         handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def _save(module: tf.Module, path: str, serving) -> None:
+    # Saving warns once per Keras input name it renames (hundreds of them): noise.
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        tf.saved_model.save(module, path, signatures={"serving_default": serving})
+    finally:
+        tf_logger.setLevel(level)
+
+
 def export_model(config: ExportConfig) -> str:
     """Restores the checkpoint and writes the SavedModel of `config.kind`.
 
@@ -201,15 +212,19 @@ def export_model(config: ExportConfig) -> str:
     module, serving = _module(model, config)
     manifest = _manifest(config)
     if "://" in target:
-        tf.saved_model.save(module, target, signatures={"serving_default": serving})
+        _save(module, target, serving)
         _write_manifest(target, manifest)
         return target
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=parent)
     try:
-        tf.saved_model.save(module, staging, signatures={"serving_default": serving})
+        _save(module, staging, serving)
         _write_manifest(staging, manifest)
+        # mkdtemp's folder is private (0700); an export is read by other users too.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
         os.rename(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
