@@ -40,6 +40,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_build_image_dataset.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_match_images.py
+	$(PY) benchmarks/bench_extract_features.py
+	$(PY) benchmarks/bench_perform_retrieval.py
+	$(PY) benchmarks/bench_mini_retrieval.py
 
 # Re-resolve the pinned versions after editing the dependencies in pyproject.toml.
 lock: $(STAMP)
