@@ -30,14 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load(args, gm.RECOGNITION, _NAME)
-    if isinstance(loaded, int):
-        return loaded
-    solution, predictions = loaded
-    subsets = (
-        ("(Public) ", predictions.public, solution.public),
-        ("(Private)", predictions.private, solution.private),
-    )
+    subsets = load(args, gm.RECOGNITION, _NAME)
+    if isinstance(subsets, int):
+        return subsets
     print(_RULE)
     for label, predicted, truth in subsets:
         value = gm.global_average_precision(predicted, truth)

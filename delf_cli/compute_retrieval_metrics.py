@@ -31,10 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load(
-    args: argparse.Namespace, task: str, name: str
-) -> tuple[gm.Solution, gm.Predictions] | int:
-    """The solution and predictions the flags name, or an exit code after a clear error."""
+Subsets = list[tuple[str, dict, dict]]
+
+
+def load(args: argparse.Namespace, task: str, name: str) -> Subsets | int:
+    """(label, predictions, solution) of the Public and Private subsets the flags name,
+    or an exit code after a clear error."""
     print("Reading solution...")
     try:
         solution = gm.read_solution(args.solution_path, task)
@@ -47,7 +49,10 @@ def load(
     except (OSError, ValueError) as error:
         return _error(name, "predictions_path", args.predictions_path, error)
     print("done!")
-    return solution, predictions
+    return [
+        ("(Public) ", predictions.public, solution.public),
+        ("(Private)", predictions.private, solution.private),
+    ]
 
 
 def _error(name: str, flag: str, path: str, error: Exception) -> int:
@@ -62,14 +67,9 @@ def _error(name: str, flag: str, path: str, error: Exception) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load(args, gm.RETRIEVAL, _NAME)
-    if isinstance(loaded, int):
-        return loaded
-    solution, predictions = loaded
-    subsets = (
-        ("(Public) ", predictions.public, solution.public),
-        ("(Private)", predictions.private, solution.private),
-    )
+    subsets = load(args, gm.RETRIEVAL, _NAME)
+    if isinstance(subsets, int):
+        return subsets
     print(_RULE)
     for label, predicted, truth in subsets:
         value = gm.mean_average_precision(predicted, truth)

@@ -51,56 +51,39 @@ class _FeatureModule(tf.Module):
 class LocalFeatureModule(_FeatureModule):
     """`export_local_model`: local features of an image pyramid."""
 
-    def __init__(self, model: DelfModel, config: ExportConfig):
-        super().__init__(model, name="local_feature_module")
+    def __init__(self, model: DelfModel, config: ExportConfig, name="local_feature_module"):
+        super().__init__(model, name=name)
         self._stride = float(config.feature_stride)
         self._iou = config.iou
+
+    def _extract(self, image, scales, max_feature_num, abs_thres, global_scales_ind=None):
+        return extract_local_and_global(
+            self._extract_fn, image, scales, max_feature_num, abs_thres, global_scales_ind,
+            stride=self._stride, iou=self._iou, **self._depths,
+        )  # fmt: skip
 
     @tf.function(input_signature=[_IMAGE, _SCALES, _MAX_FEATURE_NUM, _ABS_THRES])
     def ExtractFeatures(self, input_image, input_scales, input_max_feature_num, input_abs_thres):  # noqa: N802
-        return extract_local_and_global(
-            self._extract_fn,
-            input_image,
-            input_scales,
-            input_max_feature_num,
-            input_abs_thres,
-            None,
-            stride=self._stride,
-            iou=self._iou,
-            **self._depths,
-        )
+        return self._extract(input_image, input_scales, input_max_feature_num, input_abs_thres)
 
 
-class LocalAndGlobalFeatureModule(_FeatureModule):
+class LocalAndGlobalFeatureModule(LocalFeatureModule):
     """`export_local_and_global_model`: local features and per-scale global descriptors."""
 
     def __init__(self, model: DelfModel, config: ExportConfig):
-        super().__init__(model, name="local_and_global_feature_module")
-        self._stride = float(config.feature_stride)
-        self._iou = config.iou
+        super().__init__(model, config, name="local_and_global_feature_module")
 
     @tf.function(
         input_signature=[_IMAGE, _SCALES, _MAX_FEATURE_NUM, _ABS_THRES, _GLOBAL_SCALES_IND]
     )
     def ExtractFeatures(  # noqa: N802
-        self,
-        input_image,
-        input_scales,
-        input_max_feature_num,
-        input_abs_thres,
+        self, input_image, input_scales, input_max_feature_num, input_abs_thres,
         input_global_scales_ind,
-    ):
-        return extract_local_and_global(
-            self._extract_fn,
-            input_image,
-            input_scales,
-            input_max_feature_num,
-            input_abs_thres,
+    ):  # fmt: skip
+        return self._extract(
+            input_image, input_scales, input_max_feature_num, input_abs_thres,
             input_global_scales_ind,
-            stride=self._stride,
-            iou=self._iou,
-            **self._depths,
-        )
+        )  # fmt: skip
 
 
 class GlobalFeatureModule(_FeatureModule):
