@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for name in sorted(result.mean_average_precision):
         print(f"{name}: mAP={100 * result.mean_average_precision[name]:.2f}")
-        print(f"  mP@k{list(PR_RANKS)} {[round(100 * v, 2) for v in result.mean_precisions[name]]}")
-        print(f"  mR@k{list(PR_RANKS)} {[round(100 * v, 2) for v in result.mean_recalls[name]]}")
+        # float(): NumPy 2 would print each value as np.float64(...).
+        for kind, values in (("P", result.mean_precisions), ("R", result.mean_recalls)):
+            print(f"  m{kind}@k{list(PR_RANKS)} {[round(100 * float(v), 2) for v in values[name]]}")
     timings = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
     print(f"Wrote {result.metrics_path} ({timings})")
     return 0

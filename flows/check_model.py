@@ -82,6 +82,11 @@ def same_landmark_pair(dataset_dir: str) -> tuple[str, str]:
     )
 
 
+def model_output_dir(train: TrainConfig, output_dir: str | None) -> str:
+    """`output_dir`, or by default the folder that holds the training logdir."""
+    return output_dir or posixpath.dirname(train.logdir.rstrip("/")) or "."
+
+
 def _image_name(path: str) -> str:
     return posixpath.splitext(posixpath.basename(path))[0]
 
@@ -102,7 +107,7 @@ def check_trained_model(
         exports {kind: path}, config_path, features_dir, the extraction counts,
         the pair, num_inliers and matched_image (the picture's path).
     """
-    output_dir = check.output_dir or posixpath.dirname(train.logdir.rstrip("/")) or "."
+    output_dir = model_output_dir(train, check.output_dir)
     if check.pair is not None:
         pair = check.pair
     elif dataset_dir is not None:

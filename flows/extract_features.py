@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from typing import Any
 
 from google.protobuf import text_format
@@ -20,6 +21,7 @@ from delf_core.export.config import GLOBAL, LOCAL_AND_GLOBAL
 from delf_core.export.export import MANIFEST_NAME
 from delf_core.features import DelfConfig, write_delf_config
 from delf_core.features.extract import ExtractReport, ImageItem, extract_images, output_paths
+from delf_core.features.extract_job import plan_extraction
 from delf_core.features.extractor import Extractor
 from flows.caching import OutputsStandCache
 
@@ -66,7 +68,8 @@ def seed_delf_config(
     return config
 
 
-def _sha256_file(url: str) -> str | None:
+def sha256_file(url: str) -> str | None:
+    """sha256 of a file's bytes, or None when there is no such file."""
     fs, path = storage.resolve(url)
     try:
         with fs.open(path, "rb") as handle:
@@ -75,7 +78,8 @@ def _sha256_file(url: str) -> str | None:
         return None
 
 
-def _export_manifest(export_path: str) -> dict | None:
+def export_manifest(export_path: str) -> dict | None:
+    """The export's `export_manifest.json`, or None (missing or unreadable)."""
     fs, path = storage.resolve(storage.join(export_path, MANIFEST_NAME))
     try:
         return storage.read_json(fs, path)
@@ -84,7 +88,7 @@ def _export_manifest(export_path: str) -> dict | None:
 
 
 def _config_of(inputs: dict[str, Any]) -> DelfConfig:
-    manifest = _export_manifest(inputs["export_path"]) or {}
+    manifest = export_manifest(inputs["export_path"]) or {}
     kind = manifest.get("params", {}).get("kind")
     if kind == GLOBAL:
         raise ValueError(
@@ -112,21 +116,35 @@ def _config_path(inputs: dict[str, Any]) -> str:
     return inputs.get("config_path") or storage.join(parent, CONFIG_NAME)
 
 
-def _source(inputs: dict[str, Any]) -> str:
-    """What a feature file's content depends on besides its image: model and config."""
-    export_path = inputs["export_path"]
+def features_source(export_path: str, config: DelfConfig, delg_form: bool) -> str:
+    """sha256 of what a feature file depends on besides its image: model and config.
+
+    Args:
+        export_path: The SavedModel folder.
+        config: The DelfConfig the files are extracted with.
+        delg_form: `.delg_local`/`.delg_global` files rather than `.delf`.
+
+    Returns:
+        The hex digest; it changes with the export's manifest, its weights and the config.
+    """
     return hashlib.sha256(
         json.dumps(
             {
-                "export_manifest": _export_manifest(export_path),
+                "export_manifest": export_manifest(export_path),
                 # The export's weights: the index holds each tensor's CRC32C.
-                "weights": _sha256_file(storage.join(export_path, "variables/variables.index")),
-                "config": text_format.MessageToString(_config_of(inputs)),
-                "delg_form": inputs.get("delg_form", False),
+                "weights": sha256_file(storage.join(export_path, "variables/variables.index")),
+                "config": text_format.MessageToString(config),
+                "delg_form": delg_form,
             },
             sort_keys=True,
         ).encode()
     ).hexdigest()
+
+
+def _source(inputs: dict[str, Any]) -> str:
+    return features_source(
+        inputs["export_path"], _config_of(inputs), inputs.get("delg_form", False)
+    )
 
 
 def _extract_identity(inputs: dict[str, Any]) -> str:
@@ -153,9 +171,16 @@ def _recorded(output_dir: str) -> dict[str, dict]:
     return _manifest(output_dir).get("images", {})
 
 
-def _outputs(item: ImageItem, inputs: dict[str, Any], config: DelfConfig) -> list[str]:
-    delg_form = inputs.get("delg_form", False)
-    return [path for _, path in output_paths(item, inputs["output_dir"], delg_form, config)]
+def record_entry(item: ImageItem, source: str) -> dict:
+    """What the folder's manifest records of the image behind an item's files."""
+    entry = {"path": item.path, "source": source}
+    if item.bbox is not None:  # a query's crop changes its features as the model does
+        entry["bbox"] = [float(v) for v in item.bbox]
+    return entry
+
+
+def _outputs(item: ImageItem, output_dir: str, delg_form: bool, config: DelfConfig) -> list[str]:
+    return [path for _, path in output_paths(item, output_dir, delg_form, config)]
 
 
 def _exists(url: str) -> bool:
@@ -163,25 +188,42 @@ def _exists(url: str) -> bool:
     return fs.exists(path)
 
 
+def features_stand(
+    items: list[ImageItem], output_dir: str, config: DelfConfig, delg_form: bool, source: str
+) -> bool:
+    """Every item's feature files are in `output_dir`, recorded as made from `source`."""
+    recorded = _recorded(output_dir)
+    if any(recorded.get(item.name) != record_entry(item, source) for item in items):
+        return False
+    # One listing of the folder, not a probe per file: an index has 761k images.
+    return not plan_extraction(items, output_dir, delg_form, config).todo
+
+
 def _extract_stands(inputs: dict[str, Any]) -> bool:
     """The config file and every image's feature files are there, made by this source."""
-    config, source = _config_of(inputs), _source(inputs)
-    recorded = _recorded(inputs["output_dir"])
-    return _exists(_config_path(inputs)) and all(
-        recorded.get(item.name, {}) == {"path": item.path, "source": source}
-        and all(_exists(path) for path in _outputs(item, inputs, config))
-        for item in _items(inputs["images"])
+    delg_form = inputs.get("delg_form", False)
+    return _exists(_config_path(inputs)) and features_stand(
+        _items(inputs["images"]),
+        inputs["output_dir"],
+        _config_of(inputs),
+        delg_form,
+        _source(inputs),
     )
 
 
-def _remove_stale(items: list[ImageItem], inputs: dict[str, Any], config, source: str) -> int:
-    """Deletes feature files another model, config or image made; returns how many."""
-    recorded = _recorded(inputs["output_dir"])
+def remove_stale(
+    items: list[ImageItem], output_dir: str, config: DelfConfig, delg_form: bool, source: str
+) -> int:
+    """Deletes feature files another model, config, image or crop made; returns how many.
+
+    extract_images skips an image whose files exist, whoever made them.
+    """
+    recorded = _recorded(output_dir)
     removed = 0
     for item in items:
-        if recorded.get(item.name) == {"path": item.path, "source": source}:
+        if recorded.get(item.name) == record_entry(item, source):
             continue
-        for url in _outputs(item, inputs, config):
+        for url in _outputs(item, output_dir, delg_form, config):
             fs, path = storage.resolve(url)
             if fs.exists(path):
                 fs.rm(path)
@@ -189,24 +231,52 @@ def _remove_stale(items: list[ImageItem], inputs: dict[str, Any], config, source
     return removed
 
 
-def _record(items: list[ImageItem], inputs: dict[str, Any], source: str, failed: set) -> None:
+def record_features(
+    items: list[ImageItem], output_dir: str, source: str, failed: set[str], rewritten: bool
+) -> None:
+    """Records which source made each item's files in the folder's manifest.
+
+    Args:
+        items: The images extracted (or found done) into `output_dir`.
+        output_dir: The features folder.
+        source: `features_source` of the model and config.
+        failed: Names of the items that failed: their record is dropped.
+        rewritten: Files were written or removed: the manifest's `generation` changes,
+            so steps that read the folder (perform_retrieval) run again even when the
+            new files equal the old ones, which cannot be known without reading them.
+    """
     # Other fields (the batch job's counts and config) are kept; only "images" changes.
-    manifest = {"step": "extract_features", **_manifest(inputs["output_dir"])}
+    manifest = {"step": "extract_features", **_manifest(output_dir)}
     images = manifest.setdefault("images", {})
     for item in items:
         if item.name in failed:
             images.pop(item.name, None)
         else:
-            images[item.name] = {"path": item.path, "source": source}
-    fs, path = storage.resolve(storage.join(inputs["output_dir"], FEATURES_MANIFEST_NAME))
+            images[item.name] = record_entry(item, source)
+    if rewritten or failed or "generation" not in manifest:
+        manifest["generation"] = uuid.uuid4().hex
+    fs, path = storage.resolve(storage.join(output_dir, FEATURES_MANIFEST_NAME))
     storage.write_json(fs, path, manifest)
 
 
-def _progress(total: int):
+def features_fingerprint(output_dir: str) -> str:
+    """sha256 of the folder manifest's records and generation: changes when files do.
+
+    A folder without a manifest (features made by `delf extract_features`) always gives
+    the same fingerprint: its files are trusted as they are.
+    """
+    manifest = _manifest(output_dir)
+    return hashlib.sha256(
+        json.dumps(
+            {"images": manifest.get("images", {}), "generation": manifest.get("generation")},
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+
+
+def extraction_progress(total: int, key: str = "delf-extract-progress"):
     """A Prefect progress artifact, updated about every 1% of the images."""
-    artifact_id = create_progress_artifact(
-        0.0, key="delf-extract-progress", description=f"images of {total} extracted"
-    )
+    artifact_id = create_progress_artifact(0.0, key=key, description=f"images of {total} extracted")
     every = max(1, total // 100)
 
     def update(report: ExtractReport, total: int) -> None:
@@ -214,6 +284,17 @@ def _progress(total: int):
             update_progress_artifact(artifact_id, 100.0 * report.total / total)
 
     return update
+
+
+def counts_markdown(report: ExtractReport, replaced: int, output_dir: str, config_path: str) -> str:
+    """The counts of one extraction, and each failed image with why, as markdown."""
+    lines = [
+        f"**{report.extracted}** extracted, **{report.skipped}** already there, "
+        f"**{len(report.failed)}** failed, of {report.total} images "
+        f"({replaced} stale files replaced) into `{output_dir}` with `{config_path}`",
+        *(f"- failed: `{name}`: {reason}" for name, reason in report.failed),
+    ]
+    return "\n\n".join(lines[:1]) + "\n\n" + "\n".join(lines[1:])
 
 
 @task(
@@ -252,19 +333,18 @@ def extract_features_task(
     config_path = _config_path(inputs)
     write_delf_config(config, config_path)
     # Feature files of an older export would be skipped by extract_images.
-    replaced = _remove_stale(items, inputs, config, source)
+    replaced = remove_stale(items, output_dir, config, delg_form, source)
     report = extract_images(
-        Extractor(config), items, output_dir, delg_form=delg_form, on_progress=_progress(len(items))
+        Extractor(config),
+        items,
+        output_dir,
+        delg_form=delg_form,
+        on_progress=extraction_progress(len(items)),
     )
-    _record(items, inputs, source, failed={name for name, _ in report.failed})
-    lines = [
-        f"**{report.extracted}** extracted, **{report.skipped}** already there, "
-        f"**{len(report.failed)}** failed, of {report.total} images "
-        f"({replaced} stale files replaced) into `{output_dir}` with `{config_path}`",
-        *(f"- failed: `{name}`: {reason}" for name, reason in report.failed),
-    ]
+    failed = {name for name, _ in report.failed}
+    record_features(items, output_dir, source, failed, bool(report.extracted or replaced))
     create_markdown_artifact(
-        "\n\n".join(lines[:1]) + "\n\n" + "\n".join(lines[1:]),
+        counts_markdown(report, replaced, output_dir, config_path),
         key="delf-extract-features",
         description="extract_features counts",
     )
@@ -274,5 +354,5 @@ def extract_features_task(
         "extracted": report.extracted,
         "skipped": report.skipped,
         "failed": report.failed,
-        "features": {item.name: _outputs(item, inputs, config) for item in items},
+        "features": {item.name: _outputs(item, output_dir, delg_form, config) for item in items},
     }

@@ -1,4 +1,4 @@
-"""The GLDv2 pipeline flow: download, build the TFRecords, train, test the trained model."""
+"""The GLDv2 pipeline flow: download, build the TFRecords, train, test and evaluate the model."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from delf_core.training.config import TrainConfig
 from flows.build_image_dataset import build_image_dataset_flow, seed_build_config
 from flows.check_model import ModelCheck, check_trained_model
 from flows.download import download_gldv2
+from flows.perform_retrieval import RetrievalCheck, evaluate_retrieval
 from flows.train import train_task
 
 
@@ -32,6 +33,7 @@ def gldv2(
     pipeline_options: list[str] | None = None,
     train: TrainConfig | None = None,
     test_model: ModelCheck | None = None,
+    retrieval: RetrievalCheck | None = None,
 ) -> dict[str, Any]:
     """Downloads GLDv2, builds the TFRecords of the seed README and trains on them.
 
@@ -40,10 +42,13 @@ def gldv2(
     `test_model`, after training, exports the model (local for DELF, local_and_global
     for DELG, plus `test_model.exports`), extracts two images of one landmark and
     matches them, as the seed README's "test the trained model"; None skips it.
+    `retrieval`, after that, evaluates a DELG model as the DELG instructions do: the
+    downloaded test queries against the index, mAP in metrics.txt (under
+    `result["retrieval"]`); a DELF model is skipped with a log line; None skips it.
 
     A rerun skips every finished tar, an identical TFRecord build, a finished
-    training run and current exports, features and picture; a crashed training
-    resumes from its last checkpoint.
+    training run and current exports, features, picture and metrics; a crashed
+    training resumes from its last checkpoint.
     """
     download = download_gldv2(
         num_train,
@@ -72,4 +77,6 @@ def gldv2(
         result["train"] = train_task(train)
         if test_model is not None:
             result["test_model"] = check_trained_model(train, test_model, dataset_dir)
+        if retrieval is not None:
+            result["retrieval"] = evaluate_retrieval(train, retrieval, dataset_dir)
     return result

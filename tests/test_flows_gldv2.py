@@ -11,6 +11,7 @@ from delf_core.gldv2.mirror import MirrorServer
 from delf_core.training.config import TrainConfig
 from flows.check_model import ModelCheck
 from flows.gldv2 import gldv2
+from flows.perform_retrieval import RetrievalCheck
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +61,9 @@ def test_gldv2_flow_downloads_builds_trains_tests_and_a_rerun_is_cached(
             train=training,
             # Attention after 2 steps sits near softplus(0) = 0.69: the seed's 100 keeps none.
             test_model=ModelCheck(score_threshold=0.5),
+            # A DELF model: no global descriptor, so retrieval is skipped (see
+            # test_flows_retrieval for a DELG model).
+            retrieval=RetrievalCheck(),
         )
         first = gldv2(**params, return_state=True)
         assert first.is_completed()
@@ -70,6 +74,7 @@ def test_gldv2_flow_downloads_builds_trains_tests_and_a_rerun_is_cached(
         tested = result["test_model"]
         assert tested["exports"] == {"local": str(tmp_path / "gldv2_model_local")}
         assert tested["num_inliers"] >= 0 and (tmp_path / "matched_images.png").exists()
+        assert "no global descriptor" in result["retrieval"]["skipped"]
         assert len(list((tmp_path / "data" / "features").glob("*.delf"))) == 2
         assert sorted(p.name for p in (dataset / "tfrecord").glob("validation-*")) == [
             f"validation-0000{i}-of-00003" for i in range(3)

@@ -92,3 +92,21 @@ def test_downloaded_mini_splits_become_a_revisited_benchmark(mini_gldv2, tmp_pat
         matches = {index_landmark[dataset.index_list[i].rsplit("/", 1)[1]] for i in truth["easy"]}
         assert len(matches) == 1
         assert truth["bbx"][:2].tolist() == [0.0, 0.0]
+
+
+def test_a_partial_download_keeps_the_images_on_disk(mini_gldv2, tmp_path):
+    import shutil
+
+    from delf_core.gldv2.revisited import revisited_ground_truth
+
+    dataset = tmp_path / "gldv2_dataset"
+    shutil.copytree(mini_gldv2, dataset)
+    full = revisited_ground_truth(str(dataset))
+    missing_index = full["imlist"][full["gnd"][0]["easy"][0]]
+    (dataset / "index" / f"{missing_index}.jpg").unlink()
+    (dataset / "test" / f"{full['qimlist'][1]}.jpg").unlink()
+    partial = revisited_ground_truth(str(dataset))
+    assert missing_index not in partial["imlist"]
+    assert len(partial["imlist"]) == len(full["imlist"]) - 1
+    assert full["qimlist"][1] not in partial["qimlist"]
+    assert len(partial["gnd"][0]["easy"]) == len(full["gnd"][0]["easy"]) - 1

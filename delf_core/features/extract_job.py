@@ -308,10 +308,10 @@ def finish(
         },
         "report": REPORT_NAME,
     }
+    # Fields others keep in the folder's manifest (the flows' record of which model
+    # made each file) stay; this run's fields replace their old values.
     previous = read_manifest(job.output_dir) or {}
-    if "images" in previous:
-        manifest["images"] = previous["images"]
-    storage.write_json(fs, storage.join(root, MANIFEST_NAME), manifest)
+    storage.write_json(fs, storage.join(root, MANIFEST_NAME), {**previous, **manifest})
     return manifest
 
 

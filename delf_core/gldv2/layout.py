@@ -24,6 +24,9 @@ class RemoteFile:
         return self.bucket_path.rsplit("/", 1)[-1]
 
 
+RETRIEVAL_SOLUTION_NAME = "retrieval_solution_v2.1.csv"
+RECOGNITION_SOLUTION_NAME = "recognition_solution_v2.1.csv"
+
 METADATA_FILES: dict[str, tuple[RemoteFile, ...]] = {
     TRAIN: (
         RemoteFile("metadata/train.csv"),
@@ -38,8 +41,8 @@ METADATA_FILES: dict[str, tuple[RemoteFile, ...]] = {
     ),
     TEST: (
         RemoteFile("metadata/test.csv"),
-        RemoteFile("ground_truth/recognition_solution_v2.1.csv"),
-        RemoteFile("ground_truth/retrieval_solution_v2.1.csv"),
+        RemoteFile(f"ground_truth/{RECOGNITION_SOLUTION_NAME}"),
+        RemoteFile(f"ground_truth/{RETRIEVAL_SOLUTION_NAME}"),
     ),
 }
 

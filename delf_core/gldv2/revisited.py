@@ -29,13 +29,20 @@ def _size(path: str) -> tuple[int, int]:
         return image.size
 
 
+def _downloaded(dataset_dir: str, split: str) -> set[str]:
+    """Ids of the images of a split on disk, from one listing."""
+    fs, root = storage.resolve(storage.join(dataset_dir, split))
+    return {path.rsplit("/", 1)[-1][: -len(".jpg")] for path in fs.glob(f"{root}/*/*/*/*.jpg")}
+
+
 def revisited_ground_truth(dataset_dir: str) -> dict:
     """The test queries that have retrieval ground truth, against the whole index.
 
     Image names are paths inside their split (`a/b/c/<id>`), so that
     `--images_dir=<dataset_dir>/test` (queries) and `<dataset_dir>/index` find them.
     Every listed match is `easy`; there is no `hard` or `junk`. A query's box is the
-    whole image.
+    whole image. After a partial download, only the images on disk take part: queries
+    not downloaded, or with no downloaded match, are left out.
 
     Args:
         dataset_dir: The download's output (`test/retrieval_solution_v2.1.csv`,
@@ -47,17 +54,25 @@ def revisited_ground_truth(dataset_dir: str) -> dict:
     Raises:
         ValueError: A solution row names an image the index does not have.
     """
-    index_ids = [row["id"] for row in _rows(storage.join(dataset_dir, layout.INDEX, "index.csv"))]
+    listed = [row["id"] for row in _rows(storage.join(dataset_dir, layout.INDEX, "index.csv"))]
+    downloaded = {layout.INDEX: _downloaded(dataset_dir, layout.INDEX),
+                  layout.TEST: _downloaded(dataset_dir, layout.TEST)}  # fmt: skip
+    # A partial download (fewer tars than the split has) keeps what it holds.
+    index_ids = [i for i in listed if i in downloaded[layout.INDEX]]
+    known = set(listed)
     position = {image_id: i for i, image_id in enumerate(index_ids)}
-    solution = storage.join(dataset_dir, layout.TEST, "retrieval_solution_v2.1.csv")
+    solution = storage.join(dataset_dir, layout.TEST, layout.RETRIEVAL_SOLUTION_NAME)
     queries, gnd = [], []
     for row in _rows(solution):
         matches = row["images"].split()
-        if not matches or matches == ["None"]:
+        if not matches or matches == ["None"] or row["id"] not in downloaded[layout.TEST]:
             continue
-        unknown = [m for m in matches if m not in position]
+        unknown = [m for m in matches if m not in known]
         if unknown:
             raise ValueError(f"{solution}: query {row['id']} lists {unknown[0]}, not in index.csv")
+        matches = [m for m in matches if m in position]
+        if not matches:
+            continue
         relpath = layout.image_relpath(row["id"])
         width, height = _size(storage.join(dataset_dir, layout.TEST, relpath))
         queries.append(_image_name(row["id"]))

@@ -1,0 +1,317 @@
+"""The perform_retrieval step as Prefect tasks, and evaluate_retrieval: the test split's mAP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from delf_core import __version__, storage
+from delf_core.export.config import LOCAL_AND_GLOBAL
+from delf_core.gldv2 import layout
+from delf_core.gldv2.revisited import write_revisited_ground_truth
+from delf_core.retrieval.metrics import SavedMetrics, parse_metrics
+from delf_core.retrieval.perform import METRICS_NAME, RetrievalConfig, perform_retrieval
+from delf_core.training.config import TrainConfig
+from flows.caching import OutputsStandCache
+from flows.check_model import EXPORT_NAME, model_output_dir
+from flows.export import export_config, export_task
+from flows.extract_dataset import (
+    DELG_CONFIG_NAME,
+    DelgExtraction,
+    extract_index_task,
+    extract_queries_task,
+)
+from flows.extract_features import features_fingerprint, sha256_file
+from flows.retries import transient_io_error
+
+# Written beside metrics.txt: what the metrics were computed from.
+RETRIEVAL_MANIFEST_NAME = "perform_retrieval_manifest.json"
+GROUND_TRUTH_NAME = "gnd_gldv2.pkl"
+# What the Revisited ground truth of a download is made of (delf_core.gldv2.revisited).
+_GROUND_TRUTH_SOURCES = ((layout.INDEX, "index.csv"), (layout.TEST, "retrieval_solution_v2.1.csv"))
+_RETRIES = dict(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_io_error)
+
+
+def _exists(url: str) -> bool:
+    fs, path = storage.resolve(url)
+    return fs.exists(path)
+
+
+def _ground_truth_identity(inputs: dict[str, Any]) -> str:
+    sources = {
+        f"{split}/{name}": sha256_file(storage.join(inputs["dataset_dir"], split, name))
+        for split, name in _GROUND_TRUTH_SOURCES
+    }
+    return json.dumps({**sources, "output_path": inputs["output_path"]}, sort_keys=True)
+
+
+@task(
+    name="make_revisited_ground_truth",
+    task_run_name="make_revisited_ground_truth",
+    cache_policy=OutputsStandCache(
+        identity=_ground_truth_identity,
+        outputs_stand=lambda inputs: _exists(inputs["output_path"]),
+        prefix="make_revisited_ground_truth",
+    ),
+    **_RETRIES,
+)
+def make_revisited_ground_truth_task(dataset_dir: str, output_path: str) -> dict:
+    """Writes the downloaded test queries against the index as a Revisited `gnd_*.pkl`.
+
+    Returns:
+        path, the numbers of queries and index images, and the file's sha256.
+    """
+    truth = write_revisited_ground_truth(dataset_dir, output_path)
+    return {
+        "path": output_path,
+        "queries": len(truth["qimlist"]),
+        "index": len(truth["imlist"]),
+        "sha256": sha256_file(output_path),
+    }
+
+
+def _computed_from(config: RetrievalConfig) -> dict:
+    """What metrics.txt depends on: flags, ground truth and both features folders."""
+    flags = dataclasses.asdict(config)
+    flags.pop("num_workers")  # how many processes re-rank does not change the ranking
+    return {
+        "flags": flags,
+        "ground_truth": sha256_file(config.dataset_file_path),
+        "query_features": features_fingerprint(config.query_features_dir),
+        "index_features": features_fingerprint(config.index_features_dir),
+    }
+
+
+def _read_text(url: str) -> str | None:
+    fs, path = storage.resolve(url)
+    try:
+        with fs.open(path, "rb") as handle:
+            return handle.read().decode()
+    except FileNotFoundError:
+        return None
+
+
+def retrieval_is_current(config: RetrievalConfig) -> bool:
+    """metrics.txt parses, and the manifest beside it names these inputs."""
+    manifest_text = _read_text(storage.join(config.output_dir, RETRIEVAL_MANIFEST_NAME))
+    metrics_text = _read_text(storage.join(config.output_dir, METRICS_NAME))
+    if manifest_text is None or metrics_text is None:
+        return False
+    try:
+        parse_metrics(metrics_text)
+        manifest = json.loads(manifest_text)
+    except ValueError:  # half-written or edited by hand: not ours
+        return False
+    return manifest.get("computed_from") == _computed_from(config)
+
+
+def _finite(value: float) -> float | None:
+    # A protocol no query has positives for (hard, on the mini benchmark) is NaN.
+    return None if math.isnan(value) else float(value)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def metrics_summary(saved: SavedMetrics) -> dict:
+    """metrics.txt as fractions, NaN (no query with positives) as None."""
+    return {
+        "mean_average_precision": {
+            name: _finite(value) for name, value in saved.mean_average_precision.items()
+        },
+        "mean_precisions": {
+            name: [_finite(v) for v in values] for name, values in saved.mean_precisions.items()
+        },
+        "mean_recalls": {
+            name: [_finite(v) for v in values] for name, values in saved.mean_recalls.items()
+        },
+        "pr_ranks": list(saved.pr_ranks),
+    }
+
+
+def _artifacts(config: RetrievalConfig, metrics_path: str, text: str, summary: dict) -> None:
+    gv = "with" if config.use_geometric_verification else "without"
+    create_markdown_artifact(
+        f"`{metrics_path}`, {gv} geometric verification (nan: no query has positives "
+        f"under that protocol)\n\n```\n{text}```",
+        key="delf-retrieval-metrics",
+        description=f"perform_retrieval on {config.dataset_file_path}",
+    )
+    rows = [
+        {
+            "protocol": name,
+            "mAP": _percent(value),
+            **{
+                f"mP@{rank}": _percent(precision)
+                for rank, precision in zip(
+                    summary["pr_ranks"], summary["mean_precisions"][name], strict=True
+                )
+            },
+        }
+        for name, value in sorted(summary["mean_average_precision"].items())
+    ]
+    create_table_artifact(
+        rows,
+        key="delf-retrieval-map",
+        description=f"mAP and mean precision at k, in % ({gv} geometric verification)",
+    )
+
+
+@task(
+    name="perform_retrieval",
+    task_run_name="perform_retrieval",
+    cache_policy=OutputsStandCache(
+        identity=lambda inputs: json.dumps(_computed_from(inputs["config"]), sort_keys=True),
+        outputs_stand=lambda inputs: retrieval_is_current(inputs["config"]),
+        prefix="perform_retrieval",
+    ),
+    **_RETRIES,
+)
+def perform_retrieval_task(config: RetrievalConfig) -> dict:
+    """Ranks the index for every query, re-ranks if asked, writes metrics.txt.
+
+    A metrics.txt computed from the same features, ground truth and flags is kept
+    (Prefect may have lost its record: DESIGN.md rule 5).
+
+    Args:
+        config: The flags of `delf perform_retrieval`.
+
+    Returns:
+        metrics_path, use_geometric_verification, per protocol the mAP and mean
+        precisions and recalls at `pr_ranks` as fractions (None where NaN), and the
+        seconds each stage took when it ran.
+    """
+    metrics_path = storage.join(config.output_dir, METRICS_NAME)
+    manifest_path = storage.join(config.output_dir, RETRIEVAL_MANIFEST_NAME)
+    if not retrieval_is_current(config):
+        computed_from = _computed_from(config)
+        result = perform_retrieval(config)
+        fs, path = storage.resolve(manifest_path)
+        # Last, so that it never vouches for a metrics.txt that is not all there.
+        storage.write_json(
+            fs,
+            path,
+            {
+                "step": "perform_retrieval",
+                "delf_version": __version__,
+                "computed_from": computed_from,
+                "metrics": METRICS_NAME,
+                "timings": result.timings,
+            },
+        )
+    text = _read_text(metrics_path) or ""
+    # As the file holds them (2 decimals), so a rerun returns the same numbers.
+    summary = metrics_summary(parse_metrics(text, metrics_path))
+    _artifacts(config, metrics_path, text, summary)
+    manifest = json.loads(_read_text(manifest_path) or "{}")
+    return {
+        "metrics_path": metrics_path,
+        "use_geometric_verification": config.use_geometric_verification,
+        **summary,
+        "timings": manifest.get("timings", {}),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalCheck:
+    """What the retrieval evaluation of a trained DELG model does.
+
+    Attributes:
+        use_geometric_verification: Re-rank by RANSAC inliers too: metrics.txt then
+            holds the protocols with and without (`*_after_gv`).
+        extraction: The DelfConfig's scales and thresholds (the DELG configs').
+        output_dir: Where ground truth, config, features and results go; None: the
+            folder that holds the training logdir (as test_trained_model's).
+        ground_truth_name: The Revisited ground truth, under `output_dir`.
+        features_dir: `query/` and `index/` features go under it.
+        results_dir: metrics.txt goes here.
+    """
+
+    use_geometric_verification: bool = True
+    extraction: DelgExtraction = DelgExtraction()
+    output_dir: str | None = None
+    ground_truth_name: str = GROUND_TRUTH_NAME
+    features_dir: str = "data/gldv2_features"
+    results_dir: str = "results/gldv2"
+
+
+@flow(name="evaluate_retrieval")
+def evaluate_retrieval(train: TrainConfig, check: RetrievalCheck, dataset_dir: str) -> dict:
+    """The DELG instructions' evaluation on the downloaded GLDv2 test split and index.
+
+    Exports the model (local_and_global; Cached when test_trained_model made it),
+    writes the test queries' ground truth, extracts queries and index, and performs
+    retrieval. A DELF model has no global descriptor to rank by: it is skipped.
+
+    Args:
+        train: The training run's flags (logdir and model flags).
+        check: Geometric verification, the extraction config and the output names.
+        dataset_dir: The download's output (test and index splits, their CSVs).
+
+    Returns:
+        `skipped` (why) for a DELF model; else ground_truth, export_path,
+        config_path, features, extracted and skipped (each {query, index}; a Cached
+        extraction gives its first run's counts) and perform_retrieval's result
+        (metrics_path, mAP per protocol, ...).
+
+    Raises:
+        ValueError: Some images failed to extract (named), or a bad dataset.
+    """
+    logger = get_run_logger()
+    if not train.delg_global_features:
+        reason = "a DELF model has no global descriptor to rank by: train with delg_global_features"
+        logger.info("evaluate_retrieval skipped: %s", reason)
+        return {"skipped": reason}
+    output_dir = model_output_dir(train, check.output_dir)
+    export_path = storage.join(output_dir, EXPORT_NAME.format(kind=LOCAL_AND_GLOBAL))
+    export_task(export_config(LOCAL_AND_GLOBAL, train, export_path))
+    truth = make_revisited_ground_truth_task(
+        dataset_dir, storage.join(output_dir, check.ground_truth_name)
+    )
+    features_dir = storage.join(output_dir, check.features_dir)
+    config_path = storage.join(output_dir, DELG_CONFIG_NAME)
+    extracted = {}
+    for image_set, extract, split in (
+        ("query", extract_queries_task, layout.TEST),
+        ("index", extract_index_task, layout.INDEX),
+    ):
+        extracted[image_set] = extract(
+            export_path,
+            truth["path"],
+            storage.join(dataset_dir, split),
+            storage.join(features_dir, image_set),
+            check.extraction,
+            config_path,
+        )
+    failed = [name for result in extracted.values() for name, _ in result["failed"]]
+    if failed:
+        raise ValueError(
+            f"cannot perform retrieval: {len(failed)} images failed to extract "
+            f"(e.g. {failed[0]}); see the extract artifacts, fix them and rerun"
+        )
+    retrieval = perform_retrieval_task(
+        RetrievalConfig(
+            dataset_file_path=truth["path"],
+            query_features_dir=extracted["query"]["output_dir"],
+            index_features_dir=extracted["index"]["output_dir"],
+            use_geometric_verification=check.use_geometric_verification,
+            output_dir=storage.join(output_dir, check.results_dir),
+        )
+    )
+    for name, value in sorted(retrieval["mean_average_precision"].items()):
+        logger.info("%s: mAP %s", name, _percent(value))
+    return {
+        "ground_truth": truth["path"],
+        "export_path": export_path,
+        "config_path": config_path,
+        "features": {k: result["output_dir"] for k, result in extracted.items()},
+        "extracted": {k: result["extracted"] for k, result in extracted.items()},
+        "skipped": {k: result["skipped"] for k, result in extracted.items()},
+        **retrieval,
+    }
