@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from delf_core import storage
@@ -153,7 +154,9 @@ def extract_images(
                 report.extracted += 1
             else:
                 report.skipped += 1
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, tf.errors.OpError) as error:
+            # One bad image (unreadable, or one the model cannot take) is reported;
+            # the others are still extracted.
             log.warning("skipping %s: %s", item.path, error)
             report.failed.append((item.name, str(error)))
         if on_progress is not None:
