@@ -60,7 +60,7 @@ def top_features(
     """At most `max_feature_num` features by descending score, after NMS at `iou`.
 
     NMS suppresses a box whose IoU with a kept one is above `iou`; no IoU exceeds 1, so
-    at the default 1.0 it is exactly a top-k, which is done directly (much faster).
+    at the default 1.0 it is exactly a top-k, taken directly.
     """
     count = tf.maximum(tf.minimum(max_feature_num, tf.shape(scores)[0]), 0)
     if iou >= 1.0:
