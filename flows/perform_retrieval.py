@@ -33,7 +33,7 @@ from flows.retries import transient_io_error
 RETRIEVAL_MANIFEST_NAME = "perform_retrieval_manifest.json"
 GROUND_TRUTH_NAME = "gnd_gldv2.pkl"
 # What the Revisited ground truth of a download is made of (delf_core.gldv2.revisited).
-_GROUND_TRUTH_SOURCES = ((layout.INDEX, "index.csv"), (layout.TEST, "retrieval_solution_v2.1.csv"))
+_GROUND_TRUTH_SOURCES = ((layout.INDEX, "index.csv"), (layout.TEST, layout.RETRIEVAL_SOLUTION_NAME))
 _RETRIES = dict(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_io_error)
 
 

@@ -237,11 +237,11 @@ def csv_tables(plan: Plan) -> list[CsvTable]:
         _table(s, "test.csv", layout.TEST_CSV_COLUMNS, [(im.image_id,) for im in test_images]),
         _table(
             s,
-            "recognition_solution_v2.1.csv",
+            layout.RECOGNITION_SOLUTION_NAME,
             layout.RECOGNITION_SOLUTION_CSV_COLUMNS,
             recognition_rows,
         ),
         _table(
-            s, "retrieval_solution_v2.1.csv", layout.RETRIEVAL_SOLUTION_CSV_COLUMNS, retrieval_rows
+            s, layout.RETRIEVAL_SOLUTION_NAME, layout.RETRIEVAL_SOLUTION_CSV_COLUMNS, retrieval_rows
         ),
     ]
