@@ -19,6 +19,12 @@ def resolve(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, path
 
 
+def exists(url: str) -> bool:
+    """Whether a local path or URL names an existing file or folder."""
+    fs, path = resolve(url)
+    return fs.exists(path)
+
+
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 

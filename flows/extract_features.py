@@ -183,11 +183,6 @@ def _outputs(item: ImageItem, output_dir: str, delg_form: bool, config: DelfConf
     return [path for _, path in output_paths(item, output_dir, delg_form, config)]
 
 
-def _exists(url: str) -> bool:
-    fs, path = storage.resolve(url)
-    return fs.exists(path)
-
-
 def features_stand(
     items: list[ImageItem], output_dir: str, config: DelfConfig, delg_form: bool, source: str
 ) -> bool:
@@ -202,7 +197,7 @@ def features_stand(
 def _extract_stands(inputs: dict[str, Any]) -> bool:
     """The config file and every image's feature files are there, made by this source."""
     delg_form = inputs.get("delg_form", False)
-    return _exists(_config_path(inputs)) and features_stand(
+    return storage.exists(_config_path(inputs)) and features_stand(
         _items(inputs["images"]),
         inputs["output_dir"],
         _config_of(inputs),

@@ -37,11 +37,6 @@ _GROUND_TRUTH_SOURCES = ((layout.INDEX, "index.csv"), (layout.TEST, layout.RETRI
 _RETRIES = dict(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_io_error)
 
 
-def _exists(url: str) -> bool:
-    fs, path = storage.resolve(url)
-    return fs.exists(path)
-
-
 def _ground_truth_identity(inputs: dict[str, Any]) -> str:
     sources = {
         f"{split}/{name}": sha256_file(storage.join(inputs["dataset_dir"], split, name))
@@ -55,7 +50,7 @@ def _ground_truth_identity(inputs: dict[str, Any]) -> str:
     task_run_name="make_revisited_ground_truth",
     cache_policy=OutputsStandCache(
         identity=_ground_truth_identity,
-        outputs_stand=lambda inputs: _exists(inputs["output_path"]),
+        outputs_stand=lambda inputs: storage.exists(inputs["output_path"]),
         prefix="make_revisited_ground_truth",
     ),
     **_RETRIES,

@@ -101,15 +101,10 @@ def load_item(item: ImageItem) -> tuple[np.ndarray, float]:
     return np.asarray(cropped), max(cropped.size) / max(full.size)
 
 
-def _exists(url: str) -> bool:
-    fs, path = storage.resolve(url)
-    return fs.exists(path)
-
-
 def extract_item(extractor: Extractor, item: ImageItem, output_dir: str, delg_form: bool) -> bool:
     """Extracts one image and writes its files; False when they all exist already."""
     outputs = output_paths(item, output_dir, delg_form, extractor.config)
-    if all(_exists(path) for _, path in outputs):
+    if all(storage.exists(path) for _, path in outputs):
         return False
     image, resize_factor = load_item(item)
     features = extractor(image, resize_factor=resize_factor)
