@@ -1,17 +1,21 @@
-"""The `download` step as a Prefect flow: one task per tar, cached on its URL and md5."""
+"""The `download` step as a Prefect flow: one mapped task per tar, cached on its URL and md5."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import time
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import (
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.context import FlowRunContext
 from prefect.futures import as_completed
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from delf_core import storage
@@ -31,6 +35,8 @@ from delf_core.download import (
 from delf_core.download.manifest import SplitManifest
 from delf_core.gldv2 import layout
 from flows.caching import OutputsStandCache
+from flows.summary import capped, format_bytes, publish_summary
+from flows.task_runners import download_task_runner
 
 # Errors that another attempt cannot fix; the rest get Prefect's retries on top of the
 # per-request retries inside delf_core.
@@ -54,8 +60,9 @@ _RETRIES = dict(
 def _tar_identity(inputs: dict[str, Any]) -> str:
     config: DownloadConfig = inputs["config"]
     job: TarJob = inputs["job"]
-    url = layout.join_url(config.base_url, layout.tar_bucket_path(job.split, job.index))
-    return f"{url}|{inputs['expected_md5']}|{config.output_dir}|delete_tars={config.delete_tars}"
+    # The published md5 names the content; where it came from (a mirror, a port) does not.
+    tar = layout.tar_bucket_path(job.split, job.index)
+    return f"{tar}|{inputs['expected_md5']}|{config.output_dir}|delete_tars={config.delete_tars}"
 
 
 def _tar_stands(inputs: dict[str, Any]) -> bool:
@@ -97,7 +104,19 @@ def download_one_tar(config: DownloadConfig, job: TarJob, expected_md5: str) -> 
     return dataclasses.asdict(download_tar(config, job, expected_md5=expected_md5))
 
 
-@flow(name="download_gldv2", log_prints=False)
+# The runner of a direct call. It cannot know the call's `max_workers`, so a flow run on
+# it fans out on a pool of its own; a runner given with `with_options` is used as is.
+_DEFAULT_RUNNER = ThreadPoolTaskRunner(max_workers=8)
+
+
+def _fan_out_runner(max_workers: int) -> contextlib.AbstractContextManager[TaskRunner]:
+    context = FlowRunContext.get()
+    if context.flow.task_runner is _DEFAULT_RUNNER:
+        return download_task_runner(max_workers)
+    return contextlib.nullcontext(context.task_runner)
+
+
+@flow(name="download_gldv2", log_prints=False, task_runner=_DEFAULT_RUNNER)
 def download_gldv2(
     num_train: int,
     num_index: int,
@@ -111,10 +130,11 @@ def download_gldv2(
 ) -> dict[str, Any]:
     """Downloads GLDv2 tars, md5 files and CSVs; fails, naming each bad file, if any failed.
 
-    Tasks run at most `max_workers` at a time. A rerun skips tars that are verified and
-    unpacked; they show as Cached.
+    Files download as mapped tasks, at most `max_workers` at a time on a thread pool, or
+    on the task runner given with `with_options` (see `run_download_gldv2`). A rerun
+    skips tars that are verified and unpacked; they show as Cached.
     """
-    logger = get_run_logger()
+    started = time.monotonic()
     config = DownloadConfig(
         num_train=num_train,
         num_index=num_index,
@@ -126,54 +146,114 @@ def download_gldv2(
         retry=RetryPolicy(retries=retries, backoff_seconds=backoff_seconds),
     )
     config.validate()
-    submitted = [
-        (split, remote.name, download_metadata.submit(config, split, remote))
-        for split in layout.SPLITS
-        for remote in layout.METADATA_FILES[split]
+    metadata = [
+        (split, remote) for split in layout.SPLITS for remote in layout.METADATA_FILES[split]
     ]
     failures: list[str] = []
-    digests: dict[str, dict[str, str]] = {}
-    for split in layout.SPLITS:
-        if config.tar_counts()[split]:
-            try:
-                digests[split] = checksums(config, split)
-            except DownloadError as error:
-                failures.append(f"{split} md5 files: {error}")
-    jobs = [job for job in plan_jobs(config) if job.split in digests]
-    progress_id = create_progress_artifact(
-        0.0, key="gldv2-download-progress", description="tars verified and unpacked"
-    )
-    in_flight: set = set()
-    finished = 0
-    for job in jobs:
-        if len(in_flight) >= max_workers:
-            in_flight.discard(next(as_completed(list(in_flight))))
-            finished += 1
+    with _fan_out_runner(max_workers) as runner:
+        # The CSVs download while the md5 files are read.
+        metadata_futures = runner.map(
+            download_metadata,
+            {
+                "config": unmapped(config),
+                "split": [split for split, _ in metadata],
+                "remote": [remote for _, remote in metadata],
+            },
+        )
+        digests: dict[str, dict[str, str]] = {}
+        for split in layout.SPLITS:
+            if config.tar_counts()[split]:
+                try:
+                    digests[split] = checksums(config, split)
+                except DownloadError as error:
+                    failures.append(f"{split} md5 files: {error}")
+        jobs = [job for job in plan_jobs(config) if job.split in digests]
+        tar_futures = runner.map(
+            download_one_tar,
+            {
+                "config": unmapped(config),
+                "job": jobs,
+                "expected_md5": [digests[job.split][job.name] for job in jobs],
+            },
+        )
+        progress_id = create_progress_artifact(
+            0.0, key="gldv2-download-progress", description="tars verified and unpacked"
+        )
+        for finished, _ in enumerate(as_completed(list(tar_futures)), start=1):
             update_progress_artifact(progress_id, 100.0 * finished / len(jobs))
-        future = download_one_tar.submit(config, job, digests[job.split][job.name])
-        submitted.append((job.split, job.name, future))
-        in_flight.add(future)
-    for _ in as_completed(list(in_flight)):
-        finished += 1
-        update_progress_artifact(progress_id, 100.0 * finished / len(jobs))
+        metadata_futures.wait()
 
+    files = [("download_metadata", split, remote.name) for split, remote in metadata]
+    files += [("download", job.split, job.name) for job in jobs]
     rows = []
-    for split, name, future in submitted:
+    states = []
+    for (task_name, split, name), future in zip(
+        files, [*metadata_futures, *tar_futures], strict=True
+    ):
         future.wait()
         state = future.state
+        states.append(state.name)
         if state.is_completed():
             rows.append(future.result())
         else:
             error = state.result(raise_on_failure=False)
-            failures.append(f"{split}/{name}: {error}")
+            # The task's name too: the UI and `prefect task-run ls` list runs by it.
+            failures.append(f"{split}/{name}: {error} [task {task_name}-{split}-{name}]")
             rows.append({"split": split, "name": name, "status": "failed", "error": str(error)})
-    create_table_artifact(rows, key="gldv2-download", description="files of this download")
-    if failures:
-        raise DownloadError(f"{len(failures)} failed: " + "; ".join(failures))
     summary = {
         "files": len(rows),
-        "images": sum(r.get("images", 0) for r in rows),
         "tars": len(jobs),
+        "images": sum(r.get("images", 0) for r in rows),
+        "bytes": sum(r.get("size", 0) for r in rows),
+        # Cached: Prefect found the task's cache key, so its body did not run.
+        "cached": states.count("Cached"),
+        "ran": states.count("Completed"),
+        "failed": len(failures),
     }
-    logger.info("download finished: %s", summary)
+    create_table_artifact(rows, key="gldv2-download", description="files of this download")
+    publish_summary(
+        "download",
+        {**summary, "bytes": format_bytes(summary["bytes"])},
+        started=started,
+        notes=capped(failures, len(failures)),
+    )
+    if failures:
+        raise DownloadError(f"{len(failures)} failed: " + "; ".join(failures))
+    get_run_logger().info("download finished: %s", summary)
     return summary
+
+
+def run_download_gldv2(
+    num_train: int,
+    num_index: int,
+    num_test: int,
+    output_dir: str = "gldv2_dataset",
+    base_url: str = layout.DEFAULT_BASE_URL,
+    max_workers: int = 8,
+    delete_tars: bool = False,
+    retries: int = 5,
+    backoff_seconds: float = 1.0,
+    use_dask: bool = False,
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+    return_state: bool = False,
+) -> Any:
+    """Runs `download_gldv2` on the task runner picked here, as a subflow inside a flow.
+
+    A bounded thread pool of `max_workers` by default; Dask with `use_dask` (a temporary
+    local cluster of `dask_workers` processes) or `dask_address` (a running cluster).
+    Returns the flow's summary, or its final state with `return_state`.
+    """
+    runner = download_task_runner(max_workers, dask_address, use_dask, dask_workers)
+    return download_gldv2.with_options(task_runner=runner)(
+        num_train,
+        num_index,
+        num_test,
+        output_dir=output_dir,
+        base_url=base_url,
+        max_workers=max_workers,
+        delete_tars=delete_tars,
+        retries=retries,
+        backoff_seconds=backoff_seconds,
+        return_state=return_state,
+    )

@@ -71,7 +71,8 @@ class FaultyHandler(MirrorHandler):
     Faults: "500" (answer HTTP 500), "corrupt" (flip one byte of the body), "drop:N"
     (send N bytes of the body, then close the connection), "hang:S" (sleep S seconds
     before answering). Paths without faults are served normally. Every GET is logged
-    with its Range header, and the number of GETs in flight is tracked.
+    with its Range header, and the number of GETs in flight is tracked, of all files and
+    of tars alone.
     """
 
     faults: dict[str, list[str]] = {}
@@ -79,21 +80,27 @@ class FaultyHandler(MirrorHandler):
     lock = threading.Lock()
     in_flight = 0
     max_in_flight = 0
+    tars_in_flight = 0
+    max_tars_in_flight = 0
 
     @classmethod
     def reset(cls, faults: dict[str, list[str]] | None = None) -> None:
         cls.faults = defaultdict(list, {k: list(v) for k, v in (faults or {}).items()})
         cls.requests = []
         cls.in_flight = cls.max_in_flight = 0
+        cls.tars_in_flight = cls.max_tars_in_flight = 0
 
     def do_GET(self) -> None:
         path = self.path.lstrip("/")
         cls = FaultyHandler
+        is_tar = path.endswith(".tar")
         with cls.lock:
             cls.requests.append((path, self.headers.get("Range")))
             fault = cls.faults[path].pop(0) if cls.faults.get(path) else ""
             cls.in_flight += 1
             cls.max_in_flight = max(cls.max_in_flight, cls.in_flight)
+            cls.tars_in_flight += is_tar
+            cls.max_tars_in_flight = max(cls.max_tars_in_flight, cls.tars_in_flight)
         self._fault = fault
         try:
             if fault == "500":
@@ -107,6 +114,7 @@ class FaultyHandler(MirrorHandler):
         finally:
             with cls.lock:
                 cls.in_flight -= 1
+                cls.tars_in_flight -= is_tar
 
     def send_file_range(self, handle, start: int, length: int) -> None:
         fault = self._fault

@@ -6,11 +6,19 @@ import shutil
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from delf_core.gldv2 import layout
 from delf_core.gldv2.mirror import MirrorServer
-from flows.download import download_gldv2
+from flows.download import download_gldv2, run_download_gldv2
+from flows.task_runners import download_task_runner
 from tests.bucket import FaultyHandler, make_bucket, tar_requests, write_md5
 
 pytestmark = pytest.mark.integration
@@ -50,6 +58,23 @@ def tar_task_states(flow_state) -> dict[str, str]:
     return {r.name: r.state.name for r in runs if r.name.startswith("download-")}
 
 
+def artifact(flow_state, key: str):
+    with get_client(sync_client=True) as client:
+        (found,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_state.state_details.flow_run_id]),
+            )
+        )
+    return found
+
+
+def assert_downloaded(out, contents) -> None:
+    for split, tars in contents.items():
+        for ids in tars.values():
+            assert all((out / split / layout.image_relpath(i)).exists() for i in ids)
+
+
 def test_flow_downloads_everything_and_later_runs_are_cached(prefect_harness, mirror, tmp_path):
     _, url, contents = mirror
     out = tmp_path / "out"
@@ -58,9 +83,7 @@ def test_flow_downloads_everything_and_later_runs_are_cached(prefect_harness, mi
     assert first.is_completed()
     summary = first.result()
     assert summary["images"] == 12 and summary["tars"] == 4
-    for split, tars in contents.items():
-        for ids in tars.values():
-            assert all((out / split / layout.image_relpath(i)).exists() for i in ids)
+    assert_downloaded(out, contents)
     assert len(tar_requests()) == 4
 
     FaultyHandler.reset()
@@ -68,6 +91,9 @@ def test_flow_downloads_everything_and_later_runs_are_cached(prefect_harness, mi
     assert tar_requests() == []
     states = tar_task_states(second)
     assert len(states) == 4 and set(states.values()) == {"Cached"}
+    assert second.result()["cached"] == 4
+    markdown = artifact(second, "gldv2-download-summary").data
+    assert "| cached | 4 |" in markdown and "| duration |" in markdown
 
 
 def test_flow_fails_naming_the_bad_tar_and_a_rerun_fetches_only_it(
@@ -81,8 +107,9 @@ def test_flow_fails_naming_the_bad_tar_and_a_rerun_fetches_only_it(
     failed = run_flow(url, out)
 
     assert failed.is_failed()
-    with pytest.raises(Exception, match="images_001.tar"):
+    with pytest.raises(Exception, match="train/images_001.tar: "):
         failed.result()
+    assert "train/images_001.tar" in artifact(failed, "gldv2-download-summary").data
     assert not (out / "train" / "images_001.tar").exists()
 
     write_md5(root, "train", 1, good_md5)
@@ -110,3 +137,59 @@ def test_deleted_outputs_are_downloaded_again_not_served_from_cache(
     states = tar_task_states(state)
     assert states["download-index-images_000.tar"] == "Completed"
     assert states["download-train-images_000.tar"] == "Cached"
+
+
+def test_runners_are_sized_to_max_workers():
+    assert download_task_runner(3) == ThreadPoolTaskRunner(max_workers=3)
+    local = download_task_runner(8, use_dask=True, dask_workers=2)
+    assert local.cluster_kwargs["n_workers"] == 2
+    assert local.cluster_kwargs["threads_per_worker"] == 4
+    assert download_task_runner(8, dask_address="tcp://10.0.0.2:8786").address.endswith(":8786")
+
+
+@pytest.mark.parametrize("caller", [download_gldv2, run_download_gldv2])
+def test_no_more_than_max_workers_tars_are_in_flight(prefect_harness, mirror, tmp_path, caller):
+    """Both a direct call and a runner picked at run time bound the mapped downloads."""
+    root, url, contents = mirror
+    slow = {f"{tar.parent.name}/{tar.name}": ["hang:0.5"] for tar in root.glob("*/*.tar")}
+    assert len(slow) == 4
+    FaultyHandler.reset(slow)
+
+    state = caller(
+        2, 1, 1, output_dir=str(tmp_path / "out"), base_url=url, max_workers=2, return_state=True
+    )
+
+    assert state.is_completed()
+    assert_downloaded(tmp_path / "out", contents)
+    assert FaultyHandler.max_tars_in_flight == 2
+
+
+@pytest.mark.timeout(180)
+def test_download_fans_out_on_a_local_dask_cluster(prefect_harness, mirror, tmp_path):
+    """Tars download in Dask worker processes, which report to the same Prefect server."""
+    distributed = pytest.importorskip("distributed")
+    _, url, contents = mirror
+    out = tmp_path / "out"
+    params = dict(output_dir=str(out), base_url=url, max_workers=2, return_state=True)
+
+    # A temporary LocalCluster of two worker processes, started and closed by the flow run.
+    first = run_download_gldv2(2, 1, 1, use_dask=True, dask_workers=2, **params)
+
+    assert first.is_completed(), first
+    assert first.result()["images"] == 12
+    assert_downloaded(out, contents)
+    assert len(tar_requests()) == 4
+    assert set(tar_task_states(first).values()) == {"Completed"}
+    assert len(tar_task_states(first)) == 4
+
+    # A cluster that outlives the run, reached by its address, as a deployment would.
+    FaultyHandler.reset()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True) as cluster:
+        second = run_download_gldv2(2, 1, 1, dask_address=cluster.scheduler_address, **params)
+
+    assert second.is_completed(), second
+    assert tar_requests() == []
+    states = tar_task_states(second)
+    assert len(states) == 4 and set(states.values()) == {"Cached"}
+    markdown = artifact(second, "gldv2-download-summary").data
+    assert "| tars | 4 |" in markdown and "| cached | 4 |" in markdown
