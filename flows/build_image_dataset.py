@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import itertools
+import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from beam_jobs.build_image_dataset import run_build
+from delf_core import storage
 from delf_core.build_image_dataset import BuildConfig, plan_build, up_to_date_manifest
 from flows.caching import OutputsStandCache
+from flows.summary import MAX_LISTED, capped, format_bytes, publish_summary, size_on_disk
 
 
 def _build_identity(inputs: dict[str, Any]) -> str:
@@ -22,7 +28,12 @@ def _build_stands(inputs: dict[str, Any]) -> bool:
     return up_to_date_manifest(inputs["config"], inputs["fingerprint"]) is not None
 
 
-@task(name="fingerprint_inputs", retries=1, retry_delay_seconds=10)
+@task(
+    name="fingerprint_inputs",
+    task_run_name="fingerprint_inputs",
+    retries=1,
+    retry_delay_seconds=10,
+)
 def fingerprint_inputs(config: BuildConfig) -> str:
     """What the build's output depends on, from a listing of the images and the CSV."""
     return plan_build(config).fingerprint
@@ -30,6 +41,7 @@ def fingerprint_inputs(config: BuildConfig) -> str:
 
 @task(
     name="build_image_dataset",
+    task_run_name="build_image_dataset",
     cache_policy=OutputsStandCache(
         identity=_build_identity, outputs_stand=_build_stands, prefix="build_image_dataset"
     ),
@@ -40,6 +52,7 @@ def build_image_dataset_task(
     config: BuildConfig, fingerprint: str, pipeline_options: list[str]
 ) -> dict:
     """Runs the Beam job (which skips an identical build); returns its manifest."""
+    started = time.monotonic()
     manifest = run_build(config, pipeline_options)
     rows = [
         {"split": name, "records": split["records"], "shards": len(split["shards"])}
@@ -50,7 +63,42 @@ def build_image_dataset_task(
         for kind, count in manifest["problems"].items()
     ]
     create_table_artifact(rows, key="gldv2-tfrecords", description="records written per split")
+    _publish_summary(config, manifest, started)
     return manifest
+
+
+def problem_lines(report_url: str, limit: int = MAX_LISTED) -> list[str]:
+    """The first `limit` rows of the problem report, one markdown line each."""
+    fs, path = storage.resolve(report_url)
+    try:
+        with fs.open(path, "rb") as handle:
+            rows = csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
+            return [
+                f"{row['problem']}: `{row['image_id']}` ({row['split']}) {row['detail']}".rstrip()
+                for row in itertools.islice(rows, limit)
+            ]
+    except FileNotFoundError:
+        return []
+
+
+def _publish_summary(config: BuildConfig, manifest: dict, started: float) -> None:
+    facts: dict[str, object] = {
+        f"{name} records": f"{split['records']} in {len(split['shards'])} shards"
+        for name, split in sorted(manifest["splits"].items())
+    }
+    written = size_on_disk(config.output_directory)
+    if written is not None:
+        facts["size on disk"] = format_bytes(written)
+    report = storage.join(config.output_directory, manifest["report"])
+    facts.update({f"problem: {kind}": count for kind, count in manifest["problems"].items()})
+    facts["problem report"] = f"`{report}`"
+    facts["output"] = f"`{config.output_directory}`"
+    if "built_at" in manifest:  # earlier than this run: an identical build was kept
+        facts["built at"] = manifest["built_at"]
+    total = sum(manifest["problems"].values())
+    # Missing and unreadable images are left out, re-encoded ones kept: the report says which.
+    notes = capped(problem_lines(report), total) if total else ["no missing or unreadable image"]
+    publish_summary("build_image_dataset", facts, started=started, notes=notes)
 
 
 @flow(name="build_image_dataset")

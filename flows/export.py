@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import posixpath
+import time
 from typing import Any
 
 import tensorflow as tf
@@ -20,6 +22,8 @@ from delf_core.export.restore import resolve_checkpoint
 from delf_core.training.config import TrainConfig
 from delf_core.training.loop import WEIGHTS_NAME
 from flows.caching import OutputsStandCache
+from flows.summary import format_bytes, publish_summary, size_on_disk
+from flows.train import read_run
 
 # Written by this task beside export_manifest.json: which checkpoint content the export
 # holds. The library's manifest names the checkpoint path only, and a retrained model
@@ -31,16 +35,22 @@ PREVIOUS_SUFFIX = ".previous"
 
 
 def checkpoint_fingerprint(ckpt_path: str) -> str:
-    """sha256 of the checkpoint's `.index`, or "missing".
+    """sha256 of the checkpoint's `.index` and its training run, or "missing".
 
     The index lists every tensor with the CRC32C of its bytes, so it changes whenever
     a weight does, and it is small (tens of kB) where the weights take up to a GB.
     """
     try:
         with tf.io.gfile.GFile(resolve_checkpoint(ckpt_path) + ".index", "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
+            digest = hashlib.sha256(handle.read())
     except (FileNotFoundError, tf.errors.NotFoundError):
         return "missing"
+    # The training run's token too: a model trained again is exported again, even
+    # when its weights come out the same.
+    run = read_run(posixpath.dirname(ckpt_path.rstrip("/")))
+    if run is not None:
+        digest.update(json.dumps(run, sort_keys=True).encode())
+    return digest.hexdigest()
 
 
 def export_config(kind: str, train: TrainConfig, export_path: str, **flags) -> ExportConfig:
@@ -164,12 +174,14 @@ def export_task(config: ExportConfig) -> dict:
         kind, export_path, the checkpoint fingerprint, the signature's inputs and
         outputs, and `replaced`: where a stale export was moved, if one was.
     """
+    started = time.monotonic()
     resolve_checkpoint(config.ckpt_path)  # a missing checkpoint fails before any move
     fingerprint = checkpoint_fingerprint(config.ckpt_path)
     replaced = None
     # The task also runs when the export is current but Prefect lost its record (a new
     # PREFECT_HOME): the export manifest then spares the re-export (DESIGN.md rule 5).
-    if not export_is_current(config, fingerprint):
+    exported = not export_is_current(config, fingerprint)
+    if exported:
         # Exports refuse to overwrite: an older or different export is moved aside.
         replaced = _set_aside(config.export_path)
         export_model(config)
@@ -191,6 +203,19 @@ def export_task(config: ExportConfig) -> dict:
         ],
         key=f"delf-export-{config.kind.replace('_', '-')}",
         description=f"export_{config.kind}_model of {config.ckpt_path}",
+    )
+    size = size_on_disk(config.export_path)
+    publish_summary(
+        f"export_{config.kind}_model",  # the step's name (DESIGN.md rule 2)
+        {
+            "kind": config.kind,
+            "path": f"`{config.export_path}`",
+            "size on disk": "n/a" if size is None else format_bytes(size),
+            "checkpoint": f"`{config.ckpt_path}`",
+            "exported": "yes" if exported else "no: the export was current",
+        },
+        started=started,
+        notes=[f"the stale export was moved to `{replaced}`"] if replaced else (),
     )
     return {
         "kind": config.kind,

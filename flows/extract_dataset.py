@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import Any
 
 from google.protobuf import text_format
@@ -25,6 +26,7 @@ from flows.extract_features import (
     features_fingerprint,
     features_source,
     features_stand,
+    publish_extract_summary,
     record_features,
     remove_stale,
     seed_delf_config,
@@ -135,6 +137,7 @@ def _policy(image_set: str) -> OutputsStandCache:
 
 def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
     """The body of both tasks: config file, stale files out, extraction, record."""
+    started = time.monotonic()
     config, items, source = _plan(image_set, inputs)
     output_dir, config_path = inputs["output_dir"], _config_path(inputs)
     write_delf_config(config, config_path)
@@ -154,6 +157,7 @@ def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
         key=f"delf-extract-{name}",
         description=f"extract_{name}: {image_set} images of {inputs['dataset_file_path']}",
     )
+    publish_extract_summary(f"extract_{name}", report, replaced, output_dir, config_path, started)
     return {
         "image_set": image_set,
         "config_path": config_path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from typing import Any
 
@@ -24,6 +25,8 @@ from delf_core.features.extract import ExtractReport, ImageItem, extract_images,
 from delf_core.features.extract_job import plan_extraction
 from delf_core.features.extractor import Extractor
 from flows.caching import OutputsStandCache
+from flows.export import FINGERPRINT_NAME
+from flows.summary import capped, publish_summary
 
 # The seed README's test config (REFERENCE §6.1): 7 scales, 1000 features, no PCA.
 SEED_IMAGE_SCALES = (0.25, 0.3536, 0.5, 0.7071, 1.0, 1.4142, 2.0)
@@ -78,9 +81,9 @@ def sha256_file(url: str) -> str | None:
         return None
 
 
-def export_manifest(export_path: str) -> dict | None:
-    """The export's `export_manifest.json`, or None (missing or unreadable)."""
-    fs, path = storage.resolve(storage.join(export_path, MANIFEST_NAME))
+def export_manifest(export_path: str, name: str = MANIFEST_NAME) -> dict | None:
+    """The export's `export_manifest.json` (or other JSON `name`), or None when unreadable."""
+    fs, path = storage.resolve(storage.join(export_path, name))
     try:
         return storage.read_json(fs, path)
     except (OSError, ValueError):
@@ -131,6 +134,9 @@ def features_source(export_path: str, config: DelfConfig, delg_form: bool) -> st
         json.dumps(
             {
                 "export_manifest": export_manifest(export_path),
+                # Which training run the export holds: a model trained again gives
+                # new features, even when its weights come out the same.
+                "checkpoint": export_manifest(export_path, FINGERPRINT_NAME),
                 # The export's weights: the index holds each tensor's CRC32C.
                 "weights": sha256_file(storage.join(export_path, "variables/variables.index")),
                 "config": text_format.MessageToString(config),
@@ -292,6 +298,34 @@ def counts_markdown(report: ExtractReport, replaced: int, output_dir: str, confi
     return "\n\n".join(lines[:1]) + "\n\n" + "\n".join(lines[1:])
 
 
+def publish_extract_summary(
+    step: str,
+    report: ExtractReport,
+    replaced: int,
+    output_dir: str,
+    config_path: str,
+    started: float,
+) -> None:
+    """The `gldv2-<step>-summary` artifact: counts, rate, folders, the failed images."""
+    seconds = time.monotonic() - started
+    publish_summary(
+        step,
+        {
+            "images extracted": report.extracted,
+            "already there": report.skipped,
+            "failed (unreadable or unfit)": len(report.failed),
+            "stale files replaced": replaced,
+            "images/s": f"{report.extracted / seconds:.2f}" if report.extracted else "n/a",
+            "output folder": f"`{output_dir}`",
+            "config": f"`{config_path}`",
+        },
+        started=started,
+        notes=capped(
+            (f"failed: `{name}`: {reason}" for name, reason in report.failed), len(report.failed)
+        ),
+    )
+
+
 @task(
     name="extract_features",
     task_run_name="extract_features",
@@ -324,6 +358,7 @@ def extract_features_task(
     """
     # The cache policy's helpers take the inputs by name; the body reuses them.
     inputs = dict(locals())
+    started = time.monotonic()
     config, source, items = _config_of(inputs), _source(inputs), _items(images)
     config_path = _config_path(inputs)
     write_delf_config(config, config_path)
@@ -343,6 +378,7 @@ def extract_features_task(
         key="delf-extract-features",
         description="extract_features counts",
     )
+    publish_extract_summary("extract_features", report, replaced, output_dir, config_path, started)
     return {
         "config_path": config_path,
         "output_dir": output_dir,

@@ -6,6 +6,8 @@ import base64
 import hashlib
 import io
 import json
+import posixpath
+import time
 from typing import Any
 
 from prefect import task
@@ -21,6 +23,8 @@ from delf_core.matching import (
     write_png,
 )
 from flows.caching import OutputsStandCache
+from flows.extract_features import features_fingerprint
+from flows.summary import publish_summary
 
 # The picture in the artifact is embedded in the markdown as a data: URI (the UI renders
 # it; an image artifact needs a public URL), downscaled and as JPEG, which is a fifth of
@@ -44,6 +48,11 @@ def _match_identity(inputs: dict[str, Any]) -> str:
         {
             "features_1": _sha256_file(inputs["features_1_path"]),
             "features_2": _sha256_file(inputs["features_2_path"]),
+            # Features extracted again (a new model) match again, even if unchanged.
+            "generations": [
+                features_fingerprint(posixpath.dirname(inputs[f"features_{i}_path"]))
+                for i in (1, 2)
+            ],
             "image_1": inputs["image_1_path"],
             "image_2": inputs["image_2_path"],
             "output_image": inputs["output_image"],
@@ -99,6 +108,7 @@ def match_images_task(
     Returns:
         The number of inliers.
     """
+    started = time.monotonic()
     result = match_features(
         feature_io.read_from_file(features_1_path),
         feature_io.read_from_file(features_2_path),
@@ -116,5 +126,16 @@ def match_images_task(
         artifact_markdown(picture, result.num_inliers, result.num_matches, output_image),
         key="delf-match-images",
         description="match_images: the inlier correspondences",
+    )
+    publish_summary(
+        "match_images",
+        {
+            "inliers": int(result.num_inliers),
+            "putative matches": int(result.num_matches),
+            "image 1": f"`{image_1_path}`",
+            "image 2": f"`{image_2_path}`",
+            "picture": f"`{output_image}`",
+        },
+        started=started,
     )
     return int(result.num_inliers)

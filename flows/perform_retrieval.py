@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -28,6 +29,7 @@ from flows.extract_dataset import (
 )
 from flows.extract_features import features_fingerprint, sha256_file
 from flows.retries import transient_io_error
+from flows.summary import publish_summary
 
 # Written beside metrics.txt: what the metrics were computed from.
 RETRIEVAL_MANIFEST_NAME = "perform_retrieval_manifest.json"
@@ -182,9 +184,11 @@ def perform_retrieval_task(config: RetrievalConfig) -> dict:
         precisions and recalls at `pr_ranks` as fractions (None where NaN), and the
         seconds each stage took when it ran.
     """
+    started = time.monotonic()
     metrics_path = storage.join(config.output_dir, METRICS_NAME)
     manifest_path = storage.join(config.output_dir, RETRIEVAL_MANIFEST_NAME)
-    if not retrieval_is_current(config):
+    computed = not retrieval_is_current(config)
+    if computed:
         computed_from = _computed_from(config)
         result = perform_retrieval(config)
         fs, path = storage.resolve(manifest_path)
@@ -204,6 +208,24 @@ def perform_retrieval_task(config: RetrievalConfig) -> dict:
     # As the file holds them (2 decimals), so a rerun returns the same numbers.
     summary = metrics_summary(parse_metrics(text, metrics_path))
     _artifacts(config, metrics_path, text, summary)
+    publish_summary(
+        "perform_retrieval",
+        {
+            **{
+                f"mAP {name} (%)": _percent(value)
+                for name, value in sorted(summary["mean_average_precision"].items())
+            },
+            "geometric verification": config.use_geometric_verification,
+            "metrics": f"`{metrics_path}`",
+            "computed": "yes" if computed else "no: metrics.txt was current",
+        },
+        started=started,
+        notes=(
+            ["n/a: no query has positives under that protocol"]
+            if None in summary["mean_average_precision"].values()
+            else ()
+        ),
+    )
     manifest = json.loads(_read_text(manifest_path) or "{}")
     return {
         "metrics_path": metrics_path,

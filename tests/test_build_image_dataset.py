@@ -17,6 +17,8 @@ from delf_core import records
 from delf_core.build_image_dataset import MANIFEST_NAME, REPORT_NAME, BuildConfig
 from delf_core.build_image_dataset.write import StrictModeError
 from delf_core.gldv2 import layout
+from flows.build_image_dataset import build_image_dataset_flow
+from tests.test_flows_summary import latest_artifact
 
 pytestmark = pytest.mark.integration
 NUM_SHARDS = 4
@@ -188,7 +190,7 @@ def damaged(mini_gldv2, tmp_path):
     return dataset, ids[:4]
 
 
-def test_bad_images_are_reported_and_left_out_or_reencoded(damaged, tmp_path):
+def test_bad_images_are_reported_and_left_out_or_reencoded(prefect_harness, damaged, tmp_path):
     dataset, (missing, truncated, png, cmyk) = damaged
     out = tmp_path / "out"
 
@@ -210,6 +212,16 @@ def test_bad_images_are_reported_and_left_out_or_reencoded(damaged, tmp_path):
         with Image.open(io.BytesIO(written[image_id]["encoded"])) as image:
             assert image.mode == "RGB"
     assert len(written) == len(clean_csv(dataset)) - 2
+
+    # Through the flow (the job finds its build and skips), the UI's summary names them.
+    build_image_dataset_flow(config_for(dataset, out, test_csv_path=None))
+    summary = latest_artifact("gldv2-build-image-dataset-summary").data
+    records = manifest["splits"]["train"]["records"]
+    assert f"| train records | {records} in {NUM_SHARDS} shards |" in summary
+    assert "| problem: missing | 1 |" in summary and "| size on disk | " in summary
+    assert f"| problem report | `{out / REPORT_NAME}` |" in summary
+    assert f"- missing: `{missing}` (train)" in summary
+    assert f"- unreadable: `{truncated}` (train)" in summary
 
 
 def test_strict_fails_naming_the_missing_image(damaged, tmp_path):

@@ -8,7 +8,6 @@ import io
 import pytest
 import tensorflow as tf
 from PIL import Image
-from prefect.client.orchestration import get_client
 
 from delf_core.features import feature_io, load_delf_config, write_delf_config
 from delf_core.gldv2.labels import read_clean_labels
@@ -16,6 +15,8 @@ from delf_core.model import create_model
 from delf_core.training.config import TrainConfig
 from flows.check_model import ModelCheck, check_trained_model, same_landmark_pair
 from flows.extract_features import seed_delf_config
+from tests.prefect_runs import artifacts as run_artifacts
+from tests.prefect_runs import task_states
 
 LOCAL_INPUTS = {"input_image", "input_scales", "input_max_feature_num", "input_abs_thres"}
 # Attention scores of an untrained model sit near softplus(0) = 0.69; the seed's 100.0
@@ -32,20 +33,9 @@ def write_weights(logdir, seed: int) -> TrainConfig:
     return TrainConfig(logdir=str(logdir))
 
 
-def task_states(flow_state) -> dict[str, str]:
-    """Names and state names of the task runs of one flow run."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs()
-    flow_run_id = flow_state.state_details.flow_run_id
-    return {run.name: run.state.name for run in runs if run.flow_run_id == flow_run_id}
-
-
 def artifacts(flow_state) -> dict[str, str]:
     """Key and data of the artifacts of one flow run."""
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts()
-    flow_run_id = flow_state.state_details.flow_run_id
-    return {a.key: a.data for a in found if a.flow_run_id == flow_run_id}
+    return run_artifacts(flow_state.state_details.flow_run_id, subflows=False)
 
 
 def test_same_landmark_pair_is_two_downloaded_views_of_one_landmark(mini_gldv2):
@@ -105,6 +95,15 @@ def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
     text, data = shown["delf-match-images"].split("data:image/jpeg;base64,")
     assert f"**{result['num_inliers']} inliers**" in text
     assert Image.open(io.BytesIO(base64.b64decode(data.rstrip(")")))).width <= 800
+    export_summary = shown["gldv2-export-local-model-summary"]
+    assert f"| path | `{export}` |" in export_summary and "| exported | yes |" in export_summary
+    assert "| size on disk | " in export_summary and "| duration | " in export_summary
+    extract_summary = shown["gldv2-extract-features-summary"]
+    assert "| images extracted | 2 |" in extract_summary
+    assert f"| output folder | `{tmp_path / 'data' / 'features'}` |" in extract_summary
+    match_summary = shown["gldv2-match-images-summary"]
+    assert f"| inliers | {result['num_inliers']} |" in match_summary
+    assert f"| picture | `{tmp_path / 'matched_images.png'}` |" in match_summary
 
     second = check_trained_model(train, check, return_state=True)
 

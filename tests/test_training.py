@@ -121,6 +121,7 @@ def test_delg_with_autoencoder_writes_checkpoints_weights_and_summaries(records,
 
 def test_several_steps_per_call_still_stop_at_every_report_and_save(records, tmp_path):
     logdir = tmp_path / "logs"
+    reports = []
     result = train(
         tiny(
             records,
@@ -131,9 +132,15 @@ def test_several_steps_per_call_still_stop_at_every_report_and_save(records, tmp
             save_interval=5,
             eval_interval=100,
             use_autoencoder=False,
-        )
+        ),
+        on_report=lambda step, max_iters, metrics: reports.append((step, max_iters, metrics)),
     )
     assert [h["step"] for h in result.history] == [2, 4, 6, 7]
+    # Once at the start (no metrics yet), then at every report with what was logged.
+    assert [step for step, _, _ in reports] == [0, 2, 4, 6, 7]
+    assert {max_iters for _, max_iters, _ in reports} == {7}
+    assert reports[0][2] == {} and reports[-1][2]["loss/total"] == result.history[-1]["loss/total"]
+    assert all(metrics["global_steps_per_sec"] > 0 for _, _, metrics in reports[1:])
     saved = sorted(p.name for p in (logdir / "delf_tf2-ckpt").glob("*.index"))
     assert saved == ["ckpt-5.index", "ckpt-7.index"]
 
@@ -171,9 +178,12 @@ def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(record
 
     from delf_cli.train import config_from_args
 
-    resumed = train(config_from_args(parse_args(argv)[1]))  # the same command again
+    steps = []
+    # The same command again.
+    resumed = train(config_from_args(parse_args(argv)[1]), on_report=lambda s, *_: steps.append(s))
 
     assert resumed.resumed_from == saved and resumed.step == 60
+    assert steps == list(range(saved, 61, 2))  # progress starts where the checkpoint left off
     first = resumed.history[0]
     assert first["step"] == saved + 2
     assert first["learning_rate"] == pytest.approx(0.01 * (1 - first["step"] / 60), rel=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import io
 import json
 from collections import Counter
@@ -66,6 +67,9 @@ def finalize(context_url: str, results: list[ShardResult], output_directory: str
         "num_classes": context["num_classes"],
         "problems": dict(sorted(Counter(p.problem for p in problems).items())),
         "report": REPORT_NAME,
+        # Tells this build from an earlier one of the same inputs: steps keyed on the
+        # manifest (training) run again after a rebuild.
+        "built_at": datetime.datetime.now(datetime.UTC).isoformat(),
     }
     storage.write_json(fs, storage.join(root, MANIFEST_NAME), manifest)
     # The shard plans have served; the manifest now tells what was built.

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "delf_tf2-ckpt"
 WEIGHTS_NAME = "delf_weights"
 MANIFEST_NAME = "train_manifest.json"
+# (step, max_iters, metrics): how a caller (the Prefect task) follows a run's progress.
+ReportCallback = Callable[[int, int, dict[str, float]], None]
 
 
 class LabelOutOfRangeError(ValueError):
@@ -43,13 +46,20 @@ class TrainResult:
     history: tuple[dict[str, float], ...] = ()
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, on_report: ReportCallback | None = None) -> TrainResult:
     """Trains until `max_iters`, resuming from the latest checkpoint in `logdir`.
 
     Resume order: (1) build the model and optimizer, (2) restore the latest checkpoint
     of `<logdir>/delf_tf2-ckpt` (model, optimizer and its step, hence the learning
     rate), (3) if nothing was restored, load the ImageNet weights, (4) train from the
     restored step. A run already at `max_iters` returns at once.
+
+    Args:
+      config: The training flags.
+      on_report: Called on the chief with (step, max_iters, metrics): once before the
+        first step with the step training starts from and no metrics, then at every
+        report with the metrics logged (losses, accuracies, learning_rate,
+        global_steps_per_sec).
 
     Raises:
       ValueError: for a bad flag or a missing dataset.
@@ -140,6 +150,9 @@ def train(config: TrainConfig) -> TrainResult:
     began, began_step = time.monotonic(), step
     metrics: dict[str, float] = {}
     history: list[dict[str, float]] = []
+    report = on_report if cluster.is_chief else None
+    if report is not None:
+        report(step, config.max_iters, {})
     while step < config.max_iters:
         try:
             values = train_steps(iterator, tf.constant(_steps_to_run(step, config)))
@@ -175,6 +188,8 @@ def train(config: TrainConfig) -> TrainResult:
                 (config.max_iters - step) / max(rate, 1e-9),
             )
             history.append({"step": step, **metrics})
+            if report is not None:
+                report(step, config.max_iters, dict(metrics))
         if step % config.eval_interval == 0 or step == config.max_iters:
             validation = validate()
             metrics.update(validation)

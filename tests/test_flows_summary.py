@@ -1,0 +1,100 @@
+"""The steps' summary artifacts and the training progress artifact, without running a step."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from delf_core.training.config import TrainConfig
+from delf_core.training.loop import TrainResult
+from flows.summary import capped, format_duration, publish_summary, summary_key
+from flows.train import PROGRESS_KEY, publish_train_summary, training_progress
+
+
+def latest_artifact(key: str):
+    """The newest version of the artifact `key`."""
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    assert found, f"no artifact {key}"
+    return max(found, key=lambda a: a.created)
+
+
+def test_keys_hold_only_lowercase_letters_digits_and_dashes():
+    assert summary_key("build_image_dataset") == "gldv2-build-image-dataset-summary"
+    assert summary_key("Export local_and_global!") == "gldv2-export-local-and-global-summary"
+
+
+def test_durations_and_capped_lists_read_well():
+    assert [format_duration(s) for s in (4.24, 185, 7620)] == ["4.2 s", "3 min 05 s", "2 h 07 min"]
+    names = (f"img{i}" for i in range(30))
+    assert capped(names, 30, limit=2) == ["img0", "img1", "... and 28 more"]
+    assert capped(["a"], 1) == ["a"]
+
+
+def test_publish_summary_shows_title_facts_duration_table_and_notes(prefect_harness):
+    @flow
+    def step_flow() -> None:
+        publish_summary(
+            "extract_index",
+            {"images extracted": 24, "score": 0.123456, "output": "`a|b`"},
+            started=time.monotonic() - 2.0,
+            notes=["failed: `x`: bad\njpeg"],
+            table=[{"protocol": "medium", "mAP": "12.50"}, {"protocol": "hard"}],
+        )
+
+    step_flow()
+
+    markdown = latest_artifact("gldv2-extract-index-summary").data
+    assert markdown.startswith("### extract_index\n")
+    assert "| images extracted | 24 |" in markdown
+    assert "| score | 0.1235 |" in markdown
+    assert "`a\\|b`" in markdown  # a pipe would split the cell
+    assert "| duration | 2." in markdown
+    assert "| protocol | mAP |" in markdown and "| hard |  |" in markdown
+    assert markdown.rstrip().endswith("- failed: `x`: bad jpeg")
+
+
+def test_training_progress_starts_at_the_resumed_step_and_shows_loss_and_eta(prefect_harness):
+    @flow
+    def resumed_training() -> None:
+        report = training_progress(batch_size=4)
+        report(40, 100, {})  # the loop's first call: the step restored from the checkpoint
+        started = latest_artifact(PROGRESS_KEY)
+        assert (started.data, started.description) == (40.0, "step 40/100")
+        report(50, 100, {"loss/total": 1.23456, "global_steps_per_sec": 2.0})
+
+    resumed_training()
+
+    progress = latest_artifact(PROGRESS_KEY)
+    assert progress.data == 50.0
+    assert progress.description == "step 50/100, loss 1.2346, 8.0 images/s, ETA 25.0 s"
+
+
+def test_train_summary_names_steps_rate_logdir_and_metrics(prefect_harness):
+    result = TrainResult(
+        step=100,
+        metrics={"loss/total": 0.5, "global_steps_per_sec": 2.0},
+        resumed_from=40,
+    )
+
+    @flow
+    def trained() -> None:
+        publish_train_summary(TrainConfig(logdir="gs://b/logs", batch_size=4), result, 0.0)
+
+    trained()
+
+    markdown = latest_artifact("gldv2-train-summary").data
+    for row in (
+        "| final step | 100 of 500000 |",
+        "| resumed from | 40 |",
+        "| images/s | 8.0 |",
+        "| logdir | `gs://b/logs` |",
+        "| loss/total | 0.5 |",
+    ):
+        assert row in markdown, markdown
+    assert "global_steps_per_sec" not in markdown
