@@ -30,6 +30,8 @@ SUBCOMMANDS = {
     "make_mini_dataset": "Write a small GLDv2-layout dataset built from bundled photographs.",
     "make_revisited_ground_truth": "A downloaded test/index split as Revisited ground truth.",
     "serve_mirror": "Serve a GLDv2-layout folder over HTTP, with Range support.",
+    "gldv2": "Run the whole pipeline flow here, with a deployment's parameters.",
+    "result_storage": "Save a gs:// (or local) block for Prefect's results and cache records.",
 }
 
 
@@ -66,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     module, args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    # Beam's stage chatter and Prefect's API calls (httpx).
+    for noisy in ("apache_beam", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return int(module.run(args) or 0)
 
 

@@ -1,82 +1,129 @@
-"""The GLDv2 pipeline flow: download, build the TFRecords, train, test and evaluate the model."""
+"""The GLDv2 pipeline as one flow: download, build, train, test the model, evaluate retrieval."""
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from delf_core import storage
-from delf_core.gldv2 import layout
-from delf_core.training.config import TrainConfig
+from delf_core.gldv2.mini import MiniDatasetConfig
 from flows.build_image_dataset import build_image_dataset_flow, seed_build_config
-from flows.check_model import ModelCheck, check_trained_model
-from flows.download import download_gldv2
-from flows.perform_retrieval import RetrievalCheck, evaluate_retrieval
+from flows.check_model import check_trained_model
+from flows.download import run_download_gldv2
+from flows.mini_mirror import make_mini_mirror, served
+from flows.params import (
+    DATASET_DIR,
+    MINI_MIRROR_DIR,
+    TFRECORD_DIR,
+    BuildParams,
+    DownloadParams,
+    EvaluateParams,
+    TrainParams,
+)
+from flows.perform_retrieval import evaluate_retrieval
+from flows.summary import publish_summary
 from flows.train import train_task
+
+
+@contextlib.contextmanager
+def _source(download: DownloadParams, output_root: str) -> Iterator[str]:
+    """The base URL to download from: the bucket, or the mini dataset served locally."""
+    if not download.mini_mirror:
+        yield download.base_url
+        return
+    mirror_dir = storage.join(output_root, MINI_MIRROR_DIR)
+    available = MiniDatasetConfig().num_tars()
+    wanted = {"train": download.num_train, "index": download.num_index, "test": download.num_test}
+    too_many = {split: n for split, n in wanted.items() if n > available[split]}
+    if too_many:
+        raise ValueError(f"the mini mirror has {available} tars; asked for {too_many}")
+    make_mini_mirror(mirror_dir)
+    with served(mirror_dir) as url:
+        yield url
+
+
+# The defaults: gldv2-full's shape. The models are frozen, so sharing them is safe.
+FULL_DOWNLOAD = DownloadParams()
+FULL_BUILD = BuildParams()
+FULL_TRAIN = TrainParams()
+FULL_EVALUATE = EvaluateParams()
 
 
 @flow(name="gldv2")
 def gldv2(
-    num_train: int = 500,
-    num_index: int = 100,
-    num_test: int = 20,
-    dataset_dir: str = "gldv2_dataset",
-    base_url: str = layout.DEFAULT_BASE_URL,
-    max_workers: int = 8,
-    tfrecord_dir: str | None = None,
-    num_shards: int = 128,
-    validation_split_size: float = 0.2,
-    seed: int = 0,
-    runner: str = "FnApiRunner",
-    pipeline_options: list[str] | None = None,
-    train: TrainConfig | None = None,
-    test_model: ModelCheck | None = None,
-    retrieval: RetrievalCheck | None = None,
+    output_root: str = "gldv2",
+    download: DownloadParams = FULL_DOWNLOAD,
+    build: BuildParams = FULL_BUILD,
+    train: TrainParams | None = FULL_TRAIN,
+    evaluate: EvaluateParams = FULL_EVALUATE,
 ) -> dict[str, Any]:
-    """Downloads GLDv2, builds the TFRecords of the seed README and trains on them.
+    """Downloads GLDv2, builds the TFRecords, trains, tests the model and evaluates retrieval.
 
-    Test shards are built when test tars are downloaded. `train` holds the training
-    flags (its file patterns are set to the built shards); None skips training.
-    `test_model`, after training, exports the model (local for DELF, local_and_global
-    for DELG, plus `test_model.exports`), extracts two images of one landmark and
-    matches them, as the seed README's "test the trained model"; None skips it.
-    `retrieval`, after that, evaluates a DELG model as the DELG instructions do: the
-    downloaded test queries against the index, mAP in metrics.txt (under
-    `result["retrieval"]`); a DELF model is skipped with a log line; None skips it.
+    Everything is written under `output_root` (a local path or gs://) with the seed
+    README's names: gldv2_dataset/ (tars, images, CSVs), gldv2_dataset/tfrecord/,
+    gldv2_training/, gldv2_model_<kind>/, data/features/, matched_images.png and
+    results/gldv2/metrics.txt. `train=None` stops after the TFRecords. Retrieval needs a
+    DELG model and test and index tars; otherwise it is skipped, saying why.
 
-    A rerun skips every finished tar, an identical TFRecord build, a finished
-    training run and current exports, features, picture and metrics; a crashed
-    training resumes from its last checkpoint.
+    Each step is cached on its inputs and parameters while its outputs stand: a new run
+    skips what finished, a deleted output reruns its step and the steps after it, and a
+    retry of a failed run redoes only the failed tasks and what depends on them.
     """
-    download = download_gldv2(
-        num_train,
-        num_index,
-        num_test,
-        output_dir=dataset_dir,
-        base_url=base_url,
-        max_workers=max_workers,
-    )
+    logger = get_run_logger()
+    dataset_dir = storage.join(output_root, DATASET_DIR)
+    result: dict[str, Any] = {}
+    with _source(download, output_root) as base_url:
+        result["download"] = run_download_gldv2(
+            download.num_train,
+            download.num_index,
+            download.num_test,
+            output_dir=dataset_dir,
+            base_url=base_url,
+            max_workers=download.max_workers,
+            delete_tars=download.delete_tars,
+            retries=download.retries,
+            backoff_seconds=download.backoff_seconds,
+            use_dask=download.use_dask,
+            dask_address=download.dask_address,
+        )
     config = seed_build_config(
         dataset_dir,
-        tfrecord_dir or storage.join(dataset_dir, "tfrecord"),
-        with_test=num_test > 0,
-        num_shards=num_shards,
-        validation_split_size=validation_split_size,
-        seed=seed,
+        storage.join(output_root, TFRECORD_DIR),
+        with_test=download.num_test > 0,
+        num_shards=build.num_shards,
+        validation_split_size=build.validation_split_size,
+        seed=build.seed,
     )
-    tfrecords = build_image_dataset_flow(config, runner, pipeline_options)
-    result = {"download": download, "tfrecords": tfrecords}
+    result["tfrecords"] = build_image_dataset_flow(config, build.runner, build.pipeline_options)
+    outputs = {"dataset": dataset_dir, "tfrecords": config.output_directory}
     if train is not None:
-        train = dataclasses.replace(
-            train,
-            train_file_pattern=storage.join(config.output_directory, "train*"),
-            validation_file_pattern=storage.join(config.output_directory, "validation*"),
-        )
-        result["train"] = train_task(train)
-        if test_model is not None:
-            result["test_model"] = check_trained_model(train, test_model, dataset_dir)
-        if retrieval is not None:
-            result["retrieval"] = evaluate_retrieval(train, retrieval, dataset_dir)
+        train_config = train.to_config(output_root)
+        result["train"] = train_task(train_config, result["tfrecords"])
+        outputs["checkpoints"] = train_config.logdir
+        if evaluate.test_model:
+            tested = check_trained_model(train_config, evaluate.model_check(), dataset_dir)
+            result["test_model"] = tested
+            outputs.update(
+                {f"export ({kind})": path for kind, path in tested["exports"].items()},
+                features=tested["features_dir"],
+                matched_images=tested["matched_image"],
+            )
+        if evaluate.retrieval:
+            result["retrieval"] = _evaluate_retrieval(train_config, evaluate, download, dataset_dir)
+            if "metrics_path" in result["retrieval"]:
+                outputs["metrics"] = result["retrieval"]["metrics_path"]
+    result["outputs"] = outputs
+    publish_summary("outputs", {name: f"`{path}`" for name, path in outputs.items()})
+    logger.info("gldv2 outputs: %s", outputs)
     return result
+
+
+def _evaluate_retrieval(train_config, evaluate, download, dataset_dir) -> dict:
+    if not (download.num_test and download.num_index):
+        reason = "retrieval needs test and index tars: download num_test and num_index > 0"
+        get_run_logger().info("evaluate_retrieval skipped: %s", reason)
+        return {"skipped": reason}
+    return evaluate_retrieval(train_config, evaluate.retrieval_check(), dataset_dir)

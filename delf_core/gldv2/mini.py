@@ -202,6 +202,13 @@ def _is_complete(fs: Any, root: str, manifest: Any, config: MiniDatasetConfig) -
     return True
 
 
+def mini_dataset_stands(config: MiniDatasetConfig, output_dir: str) -> bool:
+    """Whether `output_dir` holds the complete mini dataset of `config`."""
+    fs, root = storage.resolve(output_dir)
+    manifest = storage.read_json(fs, storage.join(root, MANIFEST_NAME))
+    return _is_complete(fs, root, manifest, config)
+
+
 def _summary(output_dir: str, manifest: dict[str, Any], skipped: bool) -> MiniDatasetSummary:
     counts = manifest["counts"]
     return MiniDatasetSummary(

@@ -1,0 +1,48 @@
+"""`delf gldv2`: run the whole pipeline flow here, with a deployment's parameters."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from delf_core.cli_flags import add_flag
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_flag(
+        parser,
+        "deployment",
+        "gldv2-mini",
+        "the deployment of deployments/prefect.yaml whose parameters to use",
+    )
+    add_flag(parser, "deployments_file", "deployments/prefect.yaml", "the prefect.yaml to read")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="replace one flow parameter, as `prefect deployment run --param`",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from flows.deployment_params import apply_overrides, deployment_parameters
+
+    try:
+        parameters = apply_overrides(
+            deployment_parameters(args.deployment, args.deployments_file), args.param
+        )
+    except ValueError as error:
+        print(f"delf gldv2: error: {error}", file=sys.stderr)
+        return 2
+    from flows.gldv2 import gldv2
+
+    state = gldv2(**parameters, return_state=True)
+    if not state.is_completed():
+        print(f"delf gldv2: the run ended {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    outputs = state.result()["outputs"]
+    print("gldv2 outputs:")
+    for name, location in outputs.items():
+        print(f"  {name:<26} {location}")
+    return 0
