@@ -10,7 +10,7 @@ DEMO_DIR ?= .demo
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup test demo lint format bench lock protos wheel clean
+.PHONY: setup test demo demo-seed ui deploy lint format bench lock protos wheel clean docker
 
 setup: $(STAMP)
 
@@ -24,8 +24,31 @@ $(STAMP): pyproject.toml requirements/lock.txt
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The whole gldv2 flow on the mini dataset (deployment gldv2-mini's parameters), on
+# Prefect's embedded server unless PREFECT_API_URL names one (see `make ui`).
 demo: $(STAMP)
 	bash .ci/demo.sh "$(DELF)" "$(DEMO_DIR)"
+
+# The seed README's and the DELG instructions' commands, one by one, on the mini dataset.
+demo-seed: $(STAMP)
+	bash .ci/demo_seed.sh "$(DELF)" "$(DEMO_DIR)-seed"
+
+# The Prefect server and UI on this machine. Runs started with PREFECT_API_URL set to
+# it show there: `PREFECT_API_URL=http://127.0.0.1:4200/api make demo` in another shell.
+UI_PORT ?= 4200
+ui: $(STAMP)
+	@echo "Prefect UI: http://127.0.0.1:$(UI_PORT)  (stop with Ctrl-C). In another shell:"
+	@echo "  export PREFECT_API_URL=http://127.0.0.1:$(UI_PORT)/api"
+	@echo "  make demo                      # the flow here, watched in the UI; or"
+	@echo "  make deploy && .venv/bin/prefect worker start --pool gldv2-process"
+	@echo "  .venv/bin/prefect deployment run gldv2/gldv2-mini --watch   # in a third shell"
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(UI_PORT)
+
+# Registers deployments/prefect.yaml (gldv2-full, gldv2-mini) with the server of
+# PREFECT_API_URL, on the process work pool gldv2-process.
+deploy: $(STAMP)
+	$(VENV)/bin/prefect work-pool create gldv2-process --type process --overwrite
+	$(VENV)/bin/prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -37,6 +60,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_download.py
+	$(PY) benchmarks/bench_flow_download.py --dask
 	$(PY) benchmarks/bench_build_image_dataset.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_match_images.py
@@ -62,9 +86,29 @@ protos:
 	$(PROTOC_VENV)/bin/python -m grpc_tools.protoc -I. --python_out=. \
 	  delf_core/features/protos/*.proto
 
-# The package as a wheel in dist/, for Beam workers (--extra_package) and docker/.
+# The package as a wheel in dist/, for Beam workers (--extra_package).
 wheel: $(STAMP)
 	$(UV) build --wheel -o dist
 
+# The two images of docker/ (see docker/README.md): the Prefect work-pool image of the
+# gldv2 flow and the Dataflow SDK image of the Beam jobs. Needs a Docker engine, not
+# .venv. Push to Artifact Registry with IMAGE_REPO=REGION-docker.pkg.dev/PROJECT/REPO;
+# GPU=1 adds tensorflow[and-cuda] to the worker image (tagged TAG-gpu).
+DOCKER ?= docker
+IMAGE_REPO ?= delf-pipeline
+IMAGE_TAG ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GPU ?= 0
+WORKER_TAG = $(IMAGE_TAG)$(if $(filter 1,$(GPU)),-gpu)
+docker:
+	@command -v $(DOCKER) >/dev/null 2>&1 || { \
+	  echo "make docker: '$(DOCKER)' not found. Install Docker (https://docs.docker.com/engine/install/)" \
+	    "or set DOCKER to a compatible CLI (e.g. DOCKER=podman)." >&2; exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { \
+	  echo "make docker: '$(DOCKER)' is installed but reaches no engine ('$(DOCKER) info' failed)." \
+	    "Start the Docker daemon or set DOCKER_HOST." >&2; exit 1; }
+	$(DOCKER) build -f docker/worker.Dockerfile --build-arg GPU=$(GPU) \
+	  -t $(IMAGE_REPO)/worker:$(WORKER_TAG) .
+	$(DOCKER) build -f docker/beam.Dockerfile -t $(IMAGE_REPO)/beam:$(IMAGE_TAG) .
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) dist .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-seed dist .pytest_cache .ruff_cache
