@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+from prefect.client.orchestration import get_client
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 
@@ -44,5 +45,8 @@ def download_task_runner(
             "threads_per_worker": math.ceil(max_workers / workers),
             # Unpacking a tar is largely pure Python: processes unpack side by side.
             "processes": True,
+            # Prefect's embedded server is known to this process only: the workers are
+            # told where it is (or where PREFECT_API_URL points).
+            "env": {"PREFECT_API_URL": str(get_client(sync_client=True).api_url)},
         }
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -193,3 +197,31 @@ def test_download_fans_out_on_a_local_dask_cluster(prefect_harness, mirror, tmp_
     assert len(states) == 4 and set(states.values()) == {"Cached"}
     markdown = artifact(second, "gldv2-download-summary").data
     assert "| tars | 4 |" in markdown and "| cached | 4 |" in markdown
+
+
+@pytest.mark.timeout(240)
+def test_dask_workers_find_prefects_embedded_server(mirror, tmp_path):
+    """With no PREFECT_API_URL (`delf gldv2` on a laptop), the workers reach this process's."""
+    pytest.importorskip("distributed")
+    _, url, contents = mirror
+    out = tmp_path / "out"
+    script = (
+        "import sys\n"
+        "from flows.download import run_download_gldv2\n"
+        f"state = run_download_gldv2(2, 1, 1, output_dir={str(out)!r}, base_url={url!r},\n"
+        "    max_workers=2, use_dask=True, dask_workers=2, return_state=True)\n"
+        "print(state.name, state.message)\n"
+        "sys.exit(0 if state.is_completed() else 1)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect_home")
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert_downloaded(out, contents)
