@@ -224,36 +224,18 @@ def download_gldv2(
 
 
 def run_download_gldv2(
-    num_train: int,
-    num_index: int,
-    num_test: int,
-    output_dir: str = "gldv2_dataset",
-    base_url: str = layout.DEFAULT_BASE_URL,
+    *args: Any,
     max_workers: int = 8,
-    delete_tars: bool = False,
-    retries: int = 5,
-    backoff_seconds: float = 1.0,
     use_dask: bool = False,
     dask_address: str | None = None,
     dask_workers: int | None = None,
-    return_state: bool = False,
+    **kwargs: Any,
 ) -> Any:
-    """Runs `download_gldv2` on the task runner picked here, as a subflow inside a flow.
+    """Runs `download_gldv2` (same arguments) on the task runner picked here.
 
     A bounded thread pool of `max_workers` by default; Dask with `use_dask` (a temporary
     local cluster of `dask_workers` processes) or `dask_address` (a running cluster).
-    Returns the flow's summary, or its final state with `return_state`.
+    Returns the flow's summary, or its final state with `return_state=True`.
     """
     runner = download_task_runner(max_workers, dask_address, use_dask, dask_workers)
-    return download_gldv2.with_options(task_runner=runner)(
-        num_train,
-        num_index,
-        num_test,
-        output_dir=output_dir,
-        base_url=base_url,
-        max_workers=max_workers,
-        delete_tars=delete_tars,
-        retries=retries,
-        backoff_seconds=backoff_seconds,
-        return_state=return_state,
-    )
+    return download_gldv2.with_options(task_runner=runner)(*args, max_workers=max_workers, **kwargs)
