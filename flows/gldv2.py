@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,6 +74,10 @@ def gldv2(
     retry of a failed run redoes only the failed tasks and what depends on them.
     """
     logger = get_run_logger()
+    fs, path = storage.resolve(output_root)
+    if storage.is_local(fs):
+        # Cache keys name the outputs: a relative root would name another checkout's too.
+        output_root = os.path.abspath(path)
     dataset_dir = storage.join(output_root, DATASET_DIR)
     result: dict[str, Any] = {}
     with _source(download, output_root) as base_url:
@@ -101,7 +106,7 @@ def gldv2(
     outputs = {"dataset": dataset_dir, "tfrecords": config.output_directory}
     if train is not None:
         train_config = train.to_config(output_root)
-        result["train"] = train_task(train_config, result["tfrecords"])
+        result["train"] = train_task(train_config)
         outputs["checkpoints"] = train_config.logdir
         if evaluate.test_model:
             tested = check_trained_model(train_config, evaluate.model_check(), dataset_dir)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import posixpath
 import time
 import uuid
 from typing import Any
@@ -20,6 +21,7 @@ from prefect.artifacts import (
 )
 
 from delf_core import storage
+from delf_core.training.config import MANIFEST_NAME as BUILD_MANIFEST_NAME
 from delf_core.training.config import TrainConfig
 from delf_core.training.loop import MANIFEST_NAME, ReportCallback, TrainResult, train
 from flows.caching import OutputsStandCache
@@ -36,11 +38,22 @@ RUN_NAME = "train_run.json"
 PREVIOUS_SUFFIX = ".previous"
 
 
-def data_id(tfrecords: dict | None) -> str | None:
-    """Which build of the TFRecords: its input fingerprint and when it was written."""
-    if tfrecords is None:
+def data_id(config: TrainConfig) -> str | None:
+    """Which build of the TFRecords `config` reads: its input fingerprint and when it was
+    written, from the build's manifest beside the train shards (None without one).
+
+    Read from the files, not from the build step's cached result: that result may be
+    a record of an earlier build of the same inputs.
+    """
+    folder = posixpath.dirname(config.train_file_pattern)
+    fs, path = storage.resolve(storage.join(folder, BUILD_MANIFEST_NAME))
+    try:
+        manifest = storage.read_json(fs, path)
+    except (OSError, ValueError):
         return None
-    return f"{tfrecords.get('fingerprint')}@{tfrecords.get('built_at')}"
+    if not manifest:
+        return None
+    return f"{manifest.get('fingerprint')}@{manifest.get('built_at')}"
 
 
 def read_run(logdir: str) -> dict | None:
@@ -53,7 +66,7 @@ def read_run(logdir: str) -> dict | None:
 
 def _train_identity(inputs: dict[str, Any]) -> str:
     params = dataclasses.asdict(inputs["config"])
-    return json.dumps({**params, "data": data_id(inputs.get("tfrecords"))}, sort_keys=True)
+    return json.dumps({**params, "data": data_id(inputs["config"])}, sort_keys=True)
 
 
 def _train_stands(inputs: dict[str, Any]) -> bool:
@@ -68,7 +81,7 @@ def _train_stands(inputs: dict[str, Any]) -> bool:
     return (
         manifest.get("params") == json.loads(json.dumps(dataclasses.asdict(config)))
         and manifest.get("global_step", 0) >= config.max_iters
-        and run.get("data") == data_id(inputs.get("tfrecords"))
+        and run.get("data") == data_id(config)
     )
 
 
@@ -148,13 +161,13 @@ def publish_train_summary(flags: TrainConfig, result: TrainResult, started: floa
     retries=2,
     retry_delay_seconds=60,
 )
-def train_task(config: TrainConfig, tfrecords: dict | None = None) -> dict:
+def train_task(config: TrainConfig) -> dict:
     """Trains (or resumes) `config`; shows progress, then the metrics and a summary.
 
-    `tfrecords` is the build's manifest: a new build of the data trains a new model.
+    A new build of the TFRecords it reads trains a new model.
     """
     started = time.monotonic()
-    start_run(config.logdir, data_id(tfrecords))
+    start_run(config.logdir, data_id(config))
     flags = config.debugged()  # --debug changes the batch size and the step count
     result = train(config, on_report=training_progress(flags.batch_size))
     rows = [{"metric": name, "value": round(value, 5)} for name, value in result.metrics.items()]

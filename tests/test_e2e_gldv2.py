@@ -152,6 +152,13 @@ def test_a_rerun_is_cached_and_a_deleted_output_reruns_its_step_and_later_ones(f
     assert {step: states.get(step) for step in before} == dict.fromkeys(before, "Cached")
     assert {step: states.get(step) for step in after} == dict.fromkeys(after, "Completed")
 
+    # And then all is done again. The build's cache record still holds the first
+    # build's manifest; training must go by the manifest on disk, not by that record.
+    fourth = gldv2(**params, return_state=True)
+    assert fourth.is_completed(), fourth.message
+    states = step_states(fourth.state_details.flow_run_id)
+    assert {step: states.get(step) for step in STEPS} == dict.fromkeys(STEPS, "Cached")
+
 
 def test_a_tar_failing_beyond_its_retries_fails_the_run_and_a_retry_redoes_only_that(
     prefect_harness, mini_bucket, tmp_path
