@@ -42,13 +42,43 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flushes a local folder's entries (renames into it) to disk.
+
+    Some filesystems cannot open or sync a folder; those keep what the kernel gives.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Renames a finished local file or folder over `dst` so that it survives a power cut.
+
+    The file's bytes are synced before the rename (a rename alone may reach the disk
+    before the data it names) and the folder after it (so the new entry does too).
+    """
+    if os.path.isfile(src):
+        with open(src, "rb") as handle:
+            os.fsync(handle.fileno())
+    os.replace(src, dst)
+    fsync_dir(os.path.dirname(os.path.abspath(dst)))
+
+
 @contextlib.contextmanager
 def atomic_open(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[IO[bytes]]:
     """Opens `path` for binary writing so that it appears whole or not at all.
 
-    Locally the bytes go to a hidden temporary name in the same folder and are renamed
-    on success. Object stores (gs://, memory://) publish an object only when its upload
-    closes, so there the final name is written directly.
+    Locally the bytes go to a hidden temporary name in the same folder, synced to disk
+    and renamed on success, so a kill or a power cut leaves the old file or the new one.
+    Object stores (gs://, memory://) publish an object only when its upload closes, so
+    there the final name is written directly.
     """
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
@@ -61,7 +91,10 @@ def atomic_open(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[IO[bytes]]
     try:
         with open(tmp, "wb") as handle:
             yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
+        fsync_dir(parent or ".")
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
