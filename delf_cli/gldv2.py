@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from delf_cli.prefect_server import allow_slow_start, start_failure
 from delf_core.cli_flags import add_flag
 
 
@@ -35,9 +36,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"delf gldv2: error: {error}", file=sys.stderr)
         return 2
+    allow_slow_start()
     from flows.gldv2 import gldv2
 
-    state = gldv2(**parameters, return_state=True)
+    try:
+        state = gldv2(**parameters, return_state=True)
+    except RuntimeError as error:
+        if (message := start_failure(error)) is None:
+            raise
+        print(f"delf gldv2: error: {message}", file=sys.stderr)
+        return 1
     if not state.is_completed():
         print(f"delf gldv2: the run ended {state.name}: {state.message}", file=sys.stderr)
         return 1

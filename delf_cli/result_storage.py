@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from delf_cli.prefect_server import allow_slow_start, start_failure
 from delf_core.cli_flags import add_flag
 
 
@@ -17,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.url:
         print("delf result_storage: error: give --url", file=sys.stderr)
         return 2
+    allow_slow_start()
     from flows.result_storage import SETTING, save_result_storage
 
     try:
@@ -24,6 +26,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"delf result_storage: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        if (message := start_failure(error)) is None:
+            raise
+        print(f"delf result_storage: error: {message}", file=sys.stderr)
+        return 1
     print(f"saved block {slug} for {args.url}")
     print("set it where flows run (the worker's environment, or the work pool's env):")
     print(f"  {SETTING}={slug}")

@@ -13,6 +13,11 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
+# Prefect's embedded server, in subprocesses that tests start, may start slowly on a
+# loaded machine: the limit `delf gldv2` gives it. (This import loads no Prefect.)
+from delf_cli.prefect_server import DEFAULT_STARTUP_SECONDS, STARTUP_TIMEOUT_SETTING  # noqa: E402
+
+os.environ.setdefault(STARTUP_TIMEOUT_SETTING, str(DEFAULT_STARTUP_SECONDS))
 
 import socket  # noqa: E402
 import subprocess  # noqa: E402
