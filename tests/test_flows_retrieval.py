@@ -60,7 +60,7 @@ def test_retrieval_is_evaluated_cached_and_redone_for_a_deleted_index_file(
     index = tmp_path / "data" / "gldv2_features" / "index"
     globals_ = sorted(index.rglob("*.delg_global"))
     assert result["extracted"] == {"query": 8, "index": len(globals_)} and len(globals_) == 24
-    assert task_states(first) == dict.fromkeys(STEPS, "Completed")
+    assert task_states(first, expect=STEPS) == dict.fromkeys(STEPS, "Completed")
     shown = artifacts(first)
     assert "```\nhard\n  mAP=nan" in shown["delf-retrieval-metrics"]
     table = str(shown["delf-retrieval-map"])
@@ -76,13 +76,13 @@ def test_retrieval_is_evaluated_cached_and_redone_for_a_deleted_index_file(
 
     second = evaluate_retrieval(train, check, str(mini_gldv2), return_state=True)
 
-    assert task_states(second) == dict.fromkeys(STEPS, "Cached")
+    assert task_states(second, expect=STEPS) == dict.fromkeys(STEPS, "Cached")
     assert second.result()["mean_average_precision"] == result["mean_average_precision"]
 
     globals_[0].unlink()
     third = evaluate_retrieval(train, check, str(mini_gldv2), return_state=True)
 
-    states = task_states(third)
+    states = task_states(third, expect=STEPS)
     assert states.pop("extract_index") == states.pop("perform_retrieval") == "Completed"
     assert set(states.values()) == {"Cached"}
     rerun = third.result()

@@ -42,7 +42,8 @@ def test_publish_summary_shows_title_facts_duration_table_and_notes(prefect_harn
         publish_summary(
             "extract_index",
             {"images extracted": 24, "score": 0.123456, "output": "`a|b`"},
-            started=time.monotonic() - 2.0,
+            # Long enough ago that a stalled machine cannot change the minute shown.
+            started=time.monotonic() - 7620,
             notes=["failed: `x`: bad\njpeg"],
             table=[{"protocol": "medium", "mAP": "12.50"}, {"protocol": "hard"}],
         )
@@ -54,7 +55,7 @@ def test_publish_summary_shows_title_facts_duration_table_and_notes(prefect_harn
     assert "| images extracted | 24 |" in markdown
     assert "| score | 0.1235 |" in markdown
     assert "`a\\|b`" in markdown  # a pipe would split the cell
-    assert "| duration | 2." in markdown
+    assert "| duration | 2 h 07 min |" in markdown
     assert "| protocol | mAP |" in markdown and "| hard |  |" in markdown
     assert markdown.rstrip().endswith("- failed: `x`: bad jpeg")
 
