@@ -10,7 +10,7 @@ DEMO_DIR ?= .demo
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup test demo demo-seed ui deploy lint format bench lock protos wheel clean docker
+.PHONY: setup test test-fast demo demo-seed ui deploy lint format bench lock protos wheel clean docker
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml requirements/lock.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The inner loop: everything but the tests marked integration or e2e (CI runs them all).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not integration and not e2e"
 
 # The whole gldv2 flow on the mini dataset (deployment gldv2-mini's parameters), on
 # Prefect's embedded server unless PREFECT_API_URL names one (see `make ui`).

@@ -13,12 +13,19 @@ mkdir -p "$demo_dir"
 "$delf" serve_mirror --root="$demo_dir/mirror" --port=0 >"$demo_dir/mirror.log" 2>&1 &
 mirror_pid=$!
 trap 'kill $mirror_pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
+# The mirror prints its URL once it listens; a busy machine may take a while to get there.
+mirror_wait=${MIRROR_START_SECONDS:-300}
+deadline=$(( $(date +%s) + mirror_wait ))
+url=""
+while [ -z "$url" ] && [ "$(date +%s)" -lt "$deadline" ] && kill -0 $mirror_pid 2>/dev/null; do
   url=$(grep -o 'http://[0-9.:]*' "$demo_dir/mirror.log" || true)
-  [ -n "$url" ] && break
-  sleep 0.1
+  [ -n "$url" ] || sleep 0.2
 done
-[ -n "$url" ] || { echo "the mirror did not start:"; cat "$demo_dir/mirror.log"; exit 1; }
+[ -n "$url" ] || {
+  echo "the mirror did not start within ${mirror_wait} s (MIRROR_START_SECONDS):"
+  cat "$demo_dir/mirror.log"
+  exit 1
+}
 echo "mirror at $url"
 
 "$delf" download 2 1 1 --base_url="$url" --output_dir="$demo_dir/gldv2_dataset"
