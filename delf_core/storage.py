@@ -58,15 +58,26 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flushes a finished local file's bytes to disk."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def durable_replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Renames a finished local file or folder over `dst` so that it survives a power cut.
 
-    The file's bytes are synced before the rename (a rename alone may reach the disk
-    before the data it names) and the folder after it (so the new entry does too).
+    The bytes (of every file, for a folder) are synced before the rename, since a rename
+    alone may reach the disk before the data it names, and the parent folder after it,
+    so the new entry does too.
     """
-    if os.path.isfile(src):
-        with open(src, "rb") as handle:
-            os.fsync(handle.fileno())
+    if os.path.isdir(src):
+        for folder, _, files in os.walk(src):
+            for name in files:
+                fsync_file(os.path.join(folder, name))
+            fsync_dir(folder)
+    else:
+        fsync_file(src)
     os.replace(src, dst)
     fsync_dir(os.path.dirname(os.path.abspath(dst)))
 

@@ -11,7 +11,7 @@ import tempfile
 
 import tensorflow as tf
 
-from delf_core import __version__
+from delf_core import __version__, storage
 from delf_core.export.config import GLOBAL, ExportConfig
 from delf_core.export.extraction import extract_global, extract_local_and_global
 from delf_core.export.restore import restore_feature_model
@@ -208,7 +208,7 @@ def export_model(config: ExportConfig) -> str:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)
-        os.rename(staging, target)
+        storage.durable_replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("exported %s features of %s to %s", config.kind, config.ckpt_path, target)
