@@ -15,7 +15,12 @@ from PIL import Image
 from delf_core import storage
 from delf_core.features import datum_io, feature_io
 from delf_core.features.extractor import Extractor
-from delf_core.features.naming import DELF_SUFFIX, DELG_GLOBAL_SUFFIX, DELG_LOCAL_SUFFIX
+from delf_core.features.naming import (
+    DELF_SUFFIX,
+    DELG_GLOBAL_SUFFIX,
+    DELG_LOCAL_SUFFIX,
+    child_path,
+)
 from delf_core.features.preprocess import decode_rgb
 
 log = logging.getLogger(__name__)
@@ -58,7 +63,11 @@ def items_from_list(list_images_path: str) -> list[ImageItem]:
 
 
 def items_from_dataset(dataset_file_path: str, images_dir: str, image_set: str) -> list[ImageItem]:
-    """The query (cropped to their boxes) or index images of a Revisited dataset file."""
+    """The query (cropped to their boxes) or index images of a Revisited dataset file.
+
+    Raises:
+        ValueError: naming the file: a bad file, or an image name that leaves `images_dir`.
+    """
     from delf_core.retrieval import read_dataset_file
 
     dataset = read_dataset_file(dataset_file_path)
@@ -68,20 +77,23 @@ def items_from_dataset(dataset_file_path: str, images_dir: str, image_set: str) 
         bbox = None
         if image_set == "query":
             bbox = tuple(float(v) for v in dataset.ground_truth[i]["bbx"])
-        items.append(ImageItem(name, storage.join(images_dir, f"{name}.jpg"), bbox))
+        image = child_path(images_dir, name, ".jpg", dataset_file_path)
+        items.append(ImageItem(name, image, bbox))
     return items
 
 
 def output_paths(item: ImageItem, output_dir: str, delg_form: bool, extractor_config) -> list:
-    """(kind, path) of each file `item` gets: `local` and/or `global`."""
-    if not delg_form:
-        return [("local", storage.join(output_dir, item.name + DELF_SUFFIX))]
-    outputs = []
-    if extractor_config.use_local_features:
-        outputs.append(("local", storage.join(output_dir, item.name + DELG_LOCAL_SUFFIX)))
-    if extractor_config.use_global_features:
-        outputs.append(("global", storage.join(output_dir, item.name + DELG_GLOBAL_SUFFIX)))
-    return outputs
+    """(kind, path) of each file `item` gets: `local` and/or `global`.
+
+    Raises:
+        ValueError: naming the image when its name would put a file outside `output_dir`.
+    """
+    kinds = [("local", DELF_SUFFIX)]
+    if delg_form:
+        kinds = [("local", DELG_LOCAL_SUFFIX)] if extractor_config.use_local_features else []
+        if extractor_config.use_global_features:
+            kinds.append(("global", DELG_GLOBAL_SUFFIX))
+    return [(kind, child_path(output_dir, item.name, suffix, item.path)) for kind, suffix in kinds]
 
 
 def load_item(item: ImageItem) -> tuple[np.ndarray, float]:

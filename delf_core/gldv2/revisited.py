@@ -9,6 +9,7 @@ import pickle
 from PIL import Image
 
 from delf_core import storage
+from delf_core.features.naming import check_name
 from delf_core.gldv2 import layout
 
 
@@ -18,9 +19,13 @@ def _rows(path: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _image_name(image_id: str) -> str:
-    """`a/b/c/<id>`: the image's path inside its split, without `.jpg`."""
-    return layout.image_relpath(image_id, extension="")
+def _image_name(image_id: str, source: str) -> str:
+    """`a/b/c/<id>`: the image's path inside its split, without `.jpg`.
+
+    Raises:
+        ValueError: naming `source` when the id would make a name outside the split.
+    """
+    return check_name(layout.image_relpath(image_id, extension=""), source)
 
 
 def _size(path: str) -> tuple[int, int]:
@@ -54,7 +59,8 @@ def revisited_ground_truth(dataset_dir: str) -> dict:
     Raises:
         ValueError: A solution row names an image the index does not have.
     """
-    listed = [row["id"] for row in _rows(storage.join(dataset_dir, layout.INDEX, "index.csv"))]
+    index_csv = storage.join(dataset_dir, layout.INDEX, "index.csv")
+    listed = [row["id"] for row in _rows(index_csv)]
     downloaded = {layout.INDEX: _downloaded(dataset_dir, layout.INDEX),
                   layout.TEST: _downloaded(dataset_dir, layout.TEST)}  # fmt: skip
     # A partial download (fewer tars than the split has) keeps what it holds.
@@ -73,9 +79,9 @@ def revisited_ground_truth(dataset_dir: str) -> dict:
         matches = [m for m in matches if m in position]
         if not matches:
             continue
-        relpath = layout.image_relpath(row["id"])
-        width, height = _size(storage.join(dataset_dir, layout.TEST, relpath))
-        queries.append(_image_name(row["id"]))
+        name = _image_name(row["id"], solution)
+        width, height = _size(storage.join(dataset_dir, layout.TEST, f"{name}.jpg"))
+        queries.append(name)
         gnd.append(
             {
                 "bbx": [0.0, 0.0, float(width), float(height)],
@@ -84,11 +90,16 @@ def revisited_ground_truth(dataset_dir: str) -> dict:
                 "junk": [],
             }
         )
-    return {"qimlist": queries, "imlist": [_image_name(i) for i in index_ids], "gnd": gnd}
+    imlist = [_image_name(i, index_csv) for i in index_ids]
+    return {"qimlist": queries, "imlist": imlist, "gnd": gnd}
 
 
 def write_revisited_ground_truth(dataset_dir: str, path: str) -> dict:
-    """Writes `revisited_ground_truth(dataset_dir)` as a pickle at `path`; returns it."""
+    """Writes `revisited_ground_truth(dataset_dir)` as a pickle at `path`; returns it.
+
+    The pickle holds only lists, dicts, strings and numbers, as the original files do,
+    so the original code and `read_dataset_file`'s restricted unpickler both load it.
+    """
     ground_truth = revisited_ground_truth(dataset_dir)
     fs, fs_path = storage.resolve(path)
     storage.write_bytes(fs, fs_path, pickle.dumps(ground_truth, protocol=4))
