@@ -65,6 +65,14 @@ def run(args: argparse.Namespace) -> int:
             return _error(f"--features_{index}_path: no such file: {path}")
         except ValueError as error:  # names the file already
             return _error(f"--features_{index}_path: {error}")
+        if not len(loaded.locations):
+            # An empty file parses as no features; matching it would report 0 inliers
+            # as if the images were compared.
+            return _error(
+                f"--features_{index}_path: {path} holds no features (an empty file: an "
+                "extraction that failed or found no feature above score_threshold); "
+                "extract it again"
+            )
         print(f"Loaded image {index}'s {len(loaded.locations)} features")
         features.append(loaded)
     images = []

@@ -90,6 +90,9 @@ def parse_from_string(data: bytes) -> np.ndarray:
     Raises:
       ValueError: when the bytes are not a DatumProto holding an array.
     """
+    if not data:
+        # The writer always marks shape and kind, so even an empty array has bytes.
+        raise ValueError("empty file, not a serialized DatumProto")
     datum = datum_pb2.DatumProto()
     try:
         datum.ParseFromString(data)

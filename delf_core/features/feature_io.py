@@ -88,7 +88,8 @@ def proto_to_features(message: feature_pb2.DelfFeatures) -> LocalFeatures:
       descriptors of shape [0, 0].
 
     Raises:
-      ValueError: when a feature has no descriptor or the descriptors differ in size.
+      ValueError: when a feature has no descriptor, the descriptors differ in size, or
+        a value is NaN or infinite.
     """
     n = len(message.feature)
     locations = np.empty((n, 2), np.float32)
@@ -108,7 +109,13 @@ def proto_to_features(message: feature_pb2.DelfFeatures) -> LocalFeatures:
         sizes = sorted({row.size for row in rows})
         raise ValueError(f"descriptors differ in size: {sizes}")
     descriptors = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
-    return LocalFeatures(locations, scales, descriptors, attention, orientations)
+    features = LocalFeatures(locations, scales, descriptors, attention, orientations)
+    # No writer stores NaN or infinity: such values mean damaged bytes that happened to
+    # parse, and would otherwise become silent nonsense in matching.
+    for name, values in zip(LocalFeatures._fields, features, strict=True):
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{name} hold values that are not finite (a damaged file?)")
+    return features
 
 
 def serialize_to_string(

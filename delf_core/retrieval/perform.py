@@ -13,6 +13,7 @@ from delf_core.retrieval import metrics
 from delf_core.retrieval.dataset import read_dataset_file
 from delf_core.retrieval.rerank import RerankConfig, rerank_by_geometric_verification
 from delf_core.retrieval.search import (
+    descriptor_dim,
     global_descriptors,
     local_features_reader,
     rank_by_similarity,
@@ -82,7 +83,8 @@ def perform_retrieval(config: RetrievalConfig) -> RetrievalResult:
 
     Raises:
         FileNotFoundError: naming the first missing features file.
-        ValueError: A bad dataset file, or descriptors of different sizes.
+        ValueError: one line naming the file: a bad dataset file, an unreadable or
+            damaged features file, or descriptors of different sizes.
     """
     timings = {}
     started = time.perf_counter()
@@ -100,12 +102,15 @@ def perform_retrieval(config: RetrievalConfig) -> RetrievalResult:
 
     if config.use_geometric_verification:
         started = time.perf_counter()
+        query_features = read_local_features(config.query_features_dir, dataset.query_list)
+        # An index file of another size is named as it is read, not met inside a worker.
+        dim = descriptor_dim(query_features, config.query_features_dir, dataset.query_list)
         reranked = rerank_by_geometric_verification(
             ranks,
             similarities,
             {protocol: [gt["junk"] for gt in truth[protocol]] for protocol in PROTOCOLS},
-            read_local_features(config.query_features_dir, dataset.query_list),
-            local_features_reader(config.index_features_dir, dataset.index_list),
+            query_features,
+            local_features_reader(config.index_features_dir, dataset.index_list, dim),
             config.rerank_config(),
         )
         timings["rerank_s"] = time.perf_counter() - started
