@@ -63,7 +63,7 @@ def make_bucket(root: Path, num_tars: int, members: int, member_bytes: int) -> l
     for remote in (r for split in layout.SPLITS for r in layout.METADATA_FILES[split]):
         path = root / remote.bucket_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("id\n")
+        path.write_text(",".join(remote.columns) + "\n")
     return tars
 
 

@@ -11,6 +11,20 @@ from delf_core.download import DownloadConfig, RetryPolicy, download
 from delf_core.gldv2 import layout
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "num_train",
@@ -58,6 +72,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
+        "min_bytes_per_second",
+        RetryPolicy.min_bytes_per_second,
+        "an attempt slower than this over --rate_window_seconds is cut short and resumed "
+        "(a server trickling bytes never trips --timeout_seconds); 0: no check",
+        type=non_negative_float,
+    )
+    add_flag(
+        parser,
+        "rate_window_seconds",
+        RetryPolicy.rate_window_seconds,
+        "seconds over which --min_bytes_per_second is measured",
+        type=positive_float,
+    )
+    add_flag(
+        parser,
+        "file_deadline_seconds",
+        RetryPolicy.file_deadline_seconds,
+        "longest one attempt at one file may take before it is cut short and resumed; 0: none",
+        type=non_negative_float,
+    )
+    add_flag(
+        parser,
+        "max_unpacked_bytes",
+        DownloadConfig.max_unpacked_bytes,
+        "most bytes one tar may unpack (it may never unpack more than its own size either)",
+        type=positive_int,
+    )
+    add_flag(
+        parser,
+        "max_tar_members",
+        DownloadConfig.max_tar_members,
+        "most members (files and folders) one tar may hold; a GLDv2 tar holds about 6,500 images",
+        type=positive_int,
+    )
+    add_flag(
+        parser,
         "staging_dir",
         None,
         "local folder for tars in flight when --output_dir is remote (default: temp dir)",
@@ -77,8 +127,13 @@ def run(args: argparse.Namespace) -> int:
             retries=args.retries,
             backoff_seconds=args.backoff_seconds,
             read_timeout=args.timeout_seconds,
+            min_bytes_per_second=args.min_bytes_per_second,
+            rate_window_seconds=args.rate_window_seconds,
+            file_deadline_seconds=args.file_deadline_seconds,
         ),
         staging_dir=args.staging_dir,
+        max_unpacked_bytes=args.max_unpacked_bytes,
+        max_tar_members=args.max_tar_members,
     )
     try:
         config.validate()
@@ -96,6 +151,15 @@ def run(args: argparse.Namespace) -> int:
         f"{report.count('skipped')} already done, {len(report.failed)} failed; "
         f"{report.images} images under {config.output_dir}"
     )
+    left_out = [o for o in report.outcomes if o.skipped_members]
+    if left_out:
+        print(
+            f"delf download: {sum(o.skipped_members for o in left_out)} tar members that are "
+            f"not images at a/b/c/<id>.jpg were left out, from "
+            + ", ".join(f"{o.split}/{o.name}" for o in left_out[:5])
+            + (" ..." if len(left_out) > 5 else ""),
+            file=sys.stderr,
+        )
     for outcome in report.failed:
         print(
             f"delf download: failed: {outcome.split}/{outcome.name}: {outcome.error}",

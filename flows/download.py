@@ -31,6 +31,7 @@ from delf_core.download import (
     download_tar,
     fetch_checksums,
     plan_jobs,
+    write_manifests,
 )
 from delf_core.download.manifest import SplitManifest
 from delf_core.gldv2 import layout
@@ -182,6 +183,8 @@ def download_gldv2(
         for finished, _ in enumerate(as_completed(list(tar_futures)), start=1):
             update_progress_artifact(progress_id, 100.0 * finished / len(jobs))
         metadata_futures.wait()
+    # Tasks (maybe in other processes) wrote one record per file; the summary is made here.
+    write_manifests(config)
 
     files = [("download_metadata", split, remote.name) for split, remote in metadata]
     files += [("download", job.split, job.name) for job in jobs]

@@ -61,7 +61,7 @@ def make_bucket(
         for remote in layout.METADATA_FILES[split]:
             path = root / remote.bucket_path
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"id\n# {remote.name} of a test bucket\n")
+            path.write_text(",".join(remote.columns) + "\n")  # the header: no rows
     return contents
 
 

@@ -37,6 +37,11 @@ def test_download_help_documents_every_flag_with_its_default(capsys):
         ("--max_workers", "8"),
         ("--delete_tars", "False"),
         ("--retries", "5"),
+        ("--min_bytes_per_second", "1024.0"),
+        ("--rate_window_seconds", "60.0"),
+        ("--file_deadline_seconds", "86400.0"),
+        ("--max_unpacked_bytes", str(16 * 2**30)),
+        ("--max_tar_members", "100000"),
     ]:
         assert flag in out
         assert f"(default: {default}" in out
@@ -75,6 +80,11 @@ def test_boolean_flag_does_not_swallow_the_positional_numbers():
         (["download", "1", "0"], "NUM_TEST"),
         (["download", "0", "0", "0", "--max_workers=0"], "max_workers"),
         (["download", "0", "0", "0", "--delete_tars=maybe"], "delete_tars"),
+        (["download", "0", "0", "0", "--max_tar_members=0"], "max_tar_members"),
+        (["download", "0", "0", "0", "--max_unpacked_bytes=-5"], "max_unpacked_bytes"),
+        (["download", "0", "0", "0", "--min_bytes_per_second=-1"], "min_bytes_per_second"),
+        (["download", "0", "0", "0", "--rate_window_seconds=0"], "rate_window_seconds"),
+        (["download", "0", "0", "0", "--file_deadline_seconds=soon"], "file_deadline_seconds"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_argument(argv, message, capsys, tmp_path):

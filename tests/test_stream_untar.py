@@ -15,7 +15,7 @@ def feed(unpacker: StreamingUnpacker, data: bytes, chunk: int = 1000, start: int
 
 
 def a_tar(tmp_path) -> tuple[bytes, dict[str, bytes]]:
-    members = {f"a/b/{c}/{c}{i}.jpg": bytes([i]) * (700 + i) for c in "cd" for i in range(3)}
+    members = {f"a/b/{c}/ab{c}{i:013x}.jpg": bytes([i]) * (700 + i) for c in "cd" for i in range(3)}
     path = tmp_path / "x.tar"
     write_tar(path, members)
     return path.read_bytes(), members
@@ -30,7 +30,7 @@ def test_files_appear_in_the_split_only_on_commit(tmp_path):
     feed(unpacker, data)
     assert unpacker.finish(len(data))
     assert not list(split.glob("a/b/*/*.jpg"))
-    assert unpacker.commit(split) == 6
+    assert unpacker.commit(split).images == 6
 
     for name, payload in members.items():
         assert (split / name).read_bytes() == payload

@@ -25,3 +25,7 @@ class ChecksumMismatchError(DownloadError):
 
 class UnsafeTarError(DownloadError):
     """A tar member would write outside its split folder, or is a link or device."""
+
+
+class CorruptFileError(DownloadError):
+    """A CSV or md5 file never had the expected form, even after fetching it again."""

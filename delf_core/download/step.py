@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import functools
 import hashlib
 import logging
@@ -14,128 +13,34 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO
 
 import fsspec
 import requests
 
 from delf_core import storage
+from delf_core.download.config import (
+    DownloadConfig,
+    DownloadReport,
+    FileOutcome,
+    ProgressListener,
+    SilentProgress,
+    TarJob,
+)
+from delf_core.download.csv_check import check_csv
 from delf_core.download.errors import ChecksumMismatchError, DownloadError
-from delf_core.download.fetch import RetryPolicy, fetch_file, md5_of_file
+from delf_core.download.fetch import fetch_file, md5_of_file
 from delf_core.download.manifest import SplitManifest
+from delf_core.download.members import UnpackResult, shown
 from delf_core.download.stream_untar import StreamingUnpacker
 from delf_core.download.untar import unpack_tar
 from delf_core.gldv2 import layout
 
 log = logging.getLogger(__name__)
 
-
-@dataclasses.dataclass(frozen=True)
-class DownloadConfig:
-    """What to download and how (the flags of `delf download`).
-
-    Attributes:
-      num_train, num_index, num_test: how many tars of each split, from index 0.
-      output_dir: local path or fsspec URL; gets one folder per split.
-      base_url: the bucket root; tars are at `<base_url>/<split>/images_NNN.tar`.
-      max_workers: files fetched at once.
-      delete_tars: remove each tar once it is verified and unpacked.
-      retry: retries, backoff and timeouts for each file.
-      staging_dir: local folder for tars while they download and unpack, used when
-        `output_dir` is not local; by default a folder under the system temp dir.
-    """
-
-    num_train: int
-    num_index: int
-    num_test: int
-    output_dir: str = "gldv2_dataset"
-    base_url: str = layout.DEFAULT_BASE_URL
-    max_workers: int = 8
-    delete_tars: bool = False
-    retry: RetryPolicy = RetryPolicy()
-    staging_dir: str | None = None
-
-    def tar_counts(self) -> dict[str, int]:
-        return {
-            layout.TRAIN: self.num_train,
-            layout.INDEX: self.num_index,
-            layout.TEST: self.num_test,
-        }
-
-    def validate(self) -> None:
-        """Raises ValueError naming the bad argument."""
-        for split, count in self.tar_counts().items():
-            if not 0 <= count <= layout.MAX_TARS[split]:
-                raise ValueError(
-                    f"NUM_{split.upper()}={count}: GLDv2 has {layout.MAX_TARS[split]} {split} "
-                    f"tars; pass a number from 0 to {layout.MAX_TARS[split]}"
-                )
-        if self.max_workers < 1:
-            raise ValueError(f"--max_workers={self.max_workers}: must be at least 1")
-        if self.retry.retries < 0:
-            raise ValueError(f"--retries={self.retry.retries}: must be 0 or more")
-
-
-@dataclasses.dataclass(frozen=True)
-class TarJob:
-    """One tar of one split."""
-
-    split: str
-    index: int
-
-    @property
-    def name(self) -> str:
-        return layout.tar_name(self.index)
-
-
-@dataclasses.dataclass(frozen=True)
-class FileOutcome:
-    """What happened to one file. `status` is downloaded, skipped or failed."""
-
-    split: str
-    name: str
-    status: str
-    size: int = 0
-    md5: str = ""
-    images: int = 0
-    error: str = ""
-
-
-@dataclasses.dataclass
-class DownloadReport:
-    outcomes: list[FileOutcome]
-
-    @property
-    def failed(self) -> list[FileOutcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
-
-    def count(self, status: str) -> int:
-        return sum(o.status == status for o in self.outcomes)
-
-    @property
-    def images(self) -> int:
-        return sum(o.images for o in self.outcomes if o.status != "failed")
-
-
-class ProgressListener(Protocol):
-    """Receives progress of a download; the CLI draws it, a flow publishes it."""
-
-    def files_planned(self, count: int) -> None: ...
-
-    def bytes_received(self, count: int) -> None: ...
-
-    def file_finished(self, outcome: FileOutcome) -> None: ...
-
-
-class _Silent:
-    def files_planned(self, count: int) -> None:
-        pass
-
-    def bytes_received(self, count: int) -> None:
-        pass
-
-    def file_finished(self, outcome: FileOutcome) -> None:
-        pass
+# An md5sum line is about 50 bytes; anything much longer is not one.
+_MAX_MD5_FILE_BYTES = 4096
+_DAMAGED_SUFFIX = ".damaged"
 
 
 _thread_state = threading.local()
@@ -178,22 +83,66 @@ def download_metadata_file(
     remote: layout.RemoteFile,
     progress: ProgressListener | None = None,
 ) -> FileOutcome:
-    """Fetches one CSV into its split folder, unless it is there already."""
+    """Fetches one CSV into its split folder, unless it is there already.
+
+    The CSV goes into place only once it reads as CSV with the published header and the
+    same number of fields on every row; a damaged one is fetched again. A CSV found in
+    place without a manifest record (from an older run, or put there by hand) is
+    checked once the same way; a damaged one is renamed `<name>.damaged` and fetched.
+
+    Raises:
+      CorruptFileError: naming the file and what is wrong, when every fetch was damaged.
+      DownloadError: when it cannot be fetched.
+    """
     fs, split_dir = _split_dir(config, split)
     target = storage.join(split_dir, remote.name)
+    manifest = SplitManifest(fs, split_dir, split)
     if fs.exists(target):
-        return FileOutcome(split, remote.name, "skipped", size=fs.size(target))
+        size = fs.size(target)
+        entry = manifest.entry("metadata", remote.name)
+        if entry is not None and entry.get("size") == size:
+            return FileOutcome(split, remote.name, "skipped", size=size, md5=entry.get("md5", ""))
+        try:
+            with fs.open(target, "rb") as handle:
+                found_rows = _check_csv(handle, remote)
+        except ValueError as error:
+            # Kept aside, not deleted: it may be someone's own edit.
+            fs.mv(target, f"{target}{_DAMAGED_SUFFIX}")
+            log.warning(
+                "%s/%s: %s; kept as %s%s and fetched again",
+                split,
+                remote.name,
+                error,
+                remote.name,
+                _DAMAGED_SUFFIX,
+            )
+        else:
+            entry = {"size": size, "rows": found_rows}
+            manifest.record("metadata", remote.name, entry, config.base_url)
+            return FileOutcome(split, remote.name, "skipped", size=size)
     local = _local_dir(config, split) / remote.name
-    on_bytes = progress.bytes_received if progress else None
+    rows: list[int] = []
+
+    def validate(path: Path) -> None:
+        with open(path, "rb") as handle:
+            rows[:] = [_check_csv(handle, remote)]
+
     result = fetch_file(
         _session(),
         layout.join_url(config.base_url, remote.bucket_path),
         local,
         policy=config.retry,
-        on_bytes=on_bytes,
+        on_bytes=progress.bytes_received if progress else None,
+        validate=validate,
     )
     _publish(fs, local, target)
+    entry = {"size": result.size, "md5": result.md5, "rows": rows[0] if rows else None}
+    manifest.record("metadata", remote.name, entry, config.base_url)
     return FileOutcome(split, remote.name, "downloaded", size=result.size, md5=result.md5)
+
+
+def _check_csv(handle: BinaryIO, remote: layout.RemoteFile) -> int | None:
+    return check_csv(handle, remote.name, remote.columns) if remote.columns else None
 
 
 def download_tar(
@@ -205,10 +154,11 @@ def download_tar(
     """Fetches, verifies and unpacks one tar; a tar already in the manifest is skipped.
 
     With `expected_md5` (from `fetch_checksums`), a manifest entry for other bytes does
-    not count as done, and the md5 file is not read again.
+    not count as done, and the md5 file is not read first. After a wrong md5 the md5
+    file is fetched again, in case it was the one damaged on its way.
 
     The order makes a kill at any point safe to rerun: the tar is renamed into place
-    only with the right md5, unpacked files appear whole, the manifest entry is written
+    only with the right md5, unpacked files appear whole, the manifest record is written
     after unpacking, and the tar is deleted (with `delete_tars`) only after that.
 
     Raises:
@@ -219,14 +169,20 @@ def download_tar(
     entry = manifest.tar_entry(job.name)
     if entry is not None and expected_md5 in (None, entry["md5"]):
         return FileOutcome(
-            job.split, job.name, "skipped", entry["size"], entry["md5"], entry["images"]
+            job.split,
+            job.name,
+            "skipped",
+            entry["size"],
+            entry["md5"],
+            entry["images"],
+            skipped_members=entry.get("skipped_members", 0),
         )
     local_dir = _local_dir(config, job.split)
     expected = expected_md5 or _expected_md5(config, job, local_dir)
     tar_path = local_dir / job.name
     md5_path = local_dir / layout.md5_name(job.index)
     try:
-        images = _fetch_and_unpack(config, job, tar_path, expected, split_dir, progress)
+        unpacked, md5 = _fetch_and_unpack(config, job, tar_path, expected, split_dir, progress)
     except ChecksumMismatchError:
         # The md5 file may be the wrong one: fetch it afresh on the next run.
         md5_path.unlink(missing_ok=True)
@@ -236,12 +192,28 @@ def download_tar(
         _publish(fs, md5_path, storage.join(split_dir, md5_path.name))
         if not config.delete_tars:
             _publish(fs, tar_path, storage.join(split_dir, job.name))
-    entry = {"size": size, "md5": expected, "images": images, "tar_kept": not config.delete_tars}
+    entry = {
+        "size": size,
+        "md5": md5,
+        "images": unpacked.images,
+        "skipped_members": unpacked.skipped,
+        "tar_kept": not config.delete_tars,
+    }
     manifest.record("tars", job.name, entry, config.base_url)
     if config.delete_tars and tar_path.exists():
         tar_path.unlink()
-    log.debug("%s/%s: %d images", job.split, job.name, images)
-    return FileOutcome(job.split, job.name, "downloaded", size, expected, images)
+    if unpacked.skipped:
+        log.warning(
+            "%s/%s: left out %d members that are not images at a/b/c/<id>.jpg (such as %s)",
+            job.split,
+            job.name,
+            unpacked.skipped,
+            shown(unpacked.skipped_example),
+        )
+    log.debug("%s/%s: %d images", job.split, job.name, unpacked.images)
+    return FileOutcome(
+        job.split, job.name, "downloaded", size, md5, unpacked.images, "", unpacked.skipped
+    )
 
 
 def _fetch_and_unpack(
@@ -251,11 +223,14 @@ def _fetch_and_unpack(
     expected: str,
     split_dir: str,
     progress: ProgressListener | None,
-) -> int:
-    """Fetches the tar unless a verified copy is there, and unpacks it; returns its images.
+) -> tuple[UnpackResult, str]:
+    """Fetches the tar unless a verified copy is there, and unpacks it.
 
     A fresh download into a local folder is unpacked while it arrives (into a staging
     folder moved into place once the md5 matches); otherwise the verified file is.
+
+    Returns:
+      What was unpacked, and the md5 the tar was verified against.
     """
     fs = storage.resolve(config.output_dir)[0]
     if tar_path.exists() and md5_of_file(tar_path) != expected:
@@ -265,10 +240,11 @@ def _fetch_and_unpack(
     part = tar_path.with_name(tar_path.name + ".part")
     unpacker = None
     if storage.is_local(fs) and not tar_path.exists() and not part.exists():
-        unpacker = StreamingUnpacker(staging, job.name)
+        unpacker = StreamingUnpacker(staging, job.name, config.limits)
     try:
         if not tar_path.exists():
-            fetch_file(
+            local_dir = tar_path.parent
+            expected = fetch_file(
                 _session(),
                 layout.join_url(config.base_url, layout.tar_bucket_path(job.split, job.index)),
                 tar_path,
@@ -276,11 +252,14 @@ def _fetch_and_unpack(
                 policy=config.retry,
                 on_bytes=progress.bytes_received if progress else None,
                 tee=unpacker,
-            )
-        if unpacker is not None and unpacker.finish(tar_path.stat().st_size):
-            return unpacker.commit(Path(split_dir))
+                refresh_md5=lambda: _expected_md5(config, job, local_dir, refetch=True),
+            ).md5
+        if unpacker is not None:
+            if unpacker.finish(tar_path.stat().st_size):
+                return unpacker.commit(Path(split_dir)), expected
+            unpacker.discard()  # the verified file is unpacked instead, and says why
         try:
-            return unpack_tar(tar_path, fs, split_dir)
+            return unpack_tar(tar_path, fs, split_dir, config.limits, staging), expected
         except tarfile.TarError as error:
             raise DownloadError(f"{job.name}: not a readable tar: {error}") from None
     finally:
@@ -301,20 +280,37 @@ def fetch_checksums(config: DownloadConfig, split: str) -> dict[str, str]:
         return {job.name: digest for job, digest in zip(jobs, digests, strict=True)}
 
 
-def _expected_md5(config: DownloadConfig, job: TarJob, local_dir: Path) -> str:
+def _expected_md5(
+    config: DownloadConfig, job: TarJob, local_dir: Path, refetch: bool = False
+) -> str:
+    """The digest in the tar's md5 file, fetched unless a readable copy is there.
+
+    A damaged md5 file is fetched again, as many times as a tar would be.
+    """
     md5_path = local_dir / layout.md5_name(job.index)
-    if not md5_path.exists():
-        fetch_file(
-            _session(),
-            layout.join_url(config.base_url, layout.md5_bucket_path(job.split, job.index)),
-            md5_path,
-            policy=config.retry,
-        )
-    try:
-        return layout.parse_md5_file(md5_path.read_text(errors="replace"), md5_path.name)
-    except ValueError as error:
-        md5_path.unlink()  # do not trust it next time either
-        raise DownloadError(str(error)) from None
+    if refetch:
+        md5_path.unlink(missing_ok=True)
+    if md5_path.exists():
+        try:
+            return _parse_md5_file(md5_path)
+        except ValueError:
+            md5_path.unlink()  # damaged, perhaps by an older version: fetch it again
+    fetch_file(
+        _session(),
+        layout.join_url(config.base_url, layout.md5_bucket_path(job.split, job.index)),
+        md5_path,
+        policy=config.retry,
+        validate=_parse_md5_file,
+    )
+    return _parse_md5_file(md5_path)
+
+
+def _parse_md5_file(path: Path) -> str:
+    """Raises ValueError naming the file when it holds no md5sum line."""
+    size = path.stat().st_size
+    if size > _MAX_MD5_FILE_BYTES:
+        raise ValueError(f"{path.name}: {size} bytes, too long for an md5sum line")
+    return layout.parse_md5_file(path.read_text(errors="replace"), path.name)
 
 
 def _publish(fs: fsspec.AbstractFileSystem, local: Path, target: str) -> None:
@@ -331,7 +327,7 @@ def download(config: DownloadConfig, progress: ProgressListener | None = None) -
     One file failing does not stop the others; the report lists every outcome.
     """
     config.validate()
-    listener = progress or _Silent()
+    listener = progress or SilentProgress()
     work = [
         (
             split,
@@ -355,7 +351,19 @@ def download(config: DownloadConfig, progress: ProgressListener | None = None) -
             listener.file_finished(outcome)
     order = {split: i for i, split in enumerate(layout.SPLITS)}
     outcomes.sort(key=lambda o: (order[o.split], o.name))
+    write_manifests(config)
     return DownloadReport(outcomes)
+
+
+def write_manifests(config: DownloadConfig) -> None:
+    """Rewrites each split's `download_manifest.json` from its records, when they changed.
+
+    Run once the downloads of a run have ended, by the one process that started them.
+    """
+    for split in layout.SPLITS:
+        fs, split_dir = _split_dir(config, split)
+        if fs.exists(split_dir):
+            SplitManifest(fs, split_dir, split).write_summary(config.base_url)
 
 
 def _guarded(split: str, name: str, fn: Callable[[], FileOutcome]) -> FileOutcome:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import posixpath
 import queue
 import shutil
 import tarfile
 import threading
-from collections import defaultdict
 from pathlib import Path
 
-from delf_core.download.untar import check_member
+from delf_core.download.members import (
+    DEFAULT_LIMITS,
+    MemberCheck,
+    SafeTarInfo,
+    UnpackLimits,
+    UnpackResult,
+)
+from delf_core.download.staging import commit_staged, write_staged
 
-_COPY_BUFFER = 1 << 20
 # Chunks waiting to be unpacked; when unpacking lags, the download waits (about 16 MB).
 _QUEUE_CHUNKS = 64
 
@@ -43,18 +45,21 @@ class _QueueReader:
 class StreamingUnpacker:
     """Unpacks a tar into `staging` as it downloads, so unpacking overlaps the transfer.
 
-    Feed it every chunk with its offset (it is the `tee` of `fetch_file`). Nothing reaches
-    the split folder until `commit`, which the caller runs only once the md5 matches.
-    A gap in the offsets (a resumed or restarted download) or any error while unpacking
-    makes `finish` return False; the caller then unpacks the verified file instead, which
-    also reports a hostile member properly.
+    Feed it every chunk with its offset (it is the `tee` of `fetch_file`). Each member is
+    checked (see `MemberCheck`) before a byte of it is written, so a sparse member or a
+    tar beyond the limits stops the writing at once. Nothing reaches the split folder
+    until `commit`, which the caller runs only once the md5 matches. A gap in the
+    offsets (a resumed or restarted download) or any error while unpacking makes
+    `finish` return False; the caller then unpacks the verified file instead, which
+    reports a hostile member with one line.
     """
 
-    def __init__(self, staging: Path, tar_name: str) -> None:
+    def __init__(self, staging: Path, tar_name: str, limits: UnpackLimits = DEFAULT_LIMITS) -> None:
         self.staging = staging
         self.tar_name = tar_name
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
+        self._check = MemberCheck(tar_name, limits)
         self._chunks: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
         self._fed = 0
         self._broken = False
@@ -63,6 +68,11 @@ class StreamingUnpacker:
         self._files: list[str] = []
         self._thread = threading.Thread(target=self._unpack, daemon=True)
         self._thread.start()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the unpacking, once `finish` has returned."""
+        return self._error
 
     def __call__(self, offset: int, chunk: bytes) -> None:
         if self._broken or self._closed:
@@ -80,27 +90,17 @@ class StreamingUnpacker:
         self._thread.join()
         return not self._broken and self._error is None and self._fed == total_size
 
-    def commit(self, split_dir: Path) -> int:
-        """Moves the unpacked files into `split_dir`; returns the number of `.jpg` files.
+    def commit(self, split_dir: Path) -> UnpackResult:
+        """Moves the unpacked images into `split_dir` (see `commit_staged`).
 
-        A folder new to the split moves in one rename; into an existing one, file by file.
+        Raises:
+          DownloadError: when something in the split is in the way; nothing moved then.
         """
-        by_folder: dict[str, list[str]] = defaultdict(list)
-        for relative in self._files:
-            folder, _, name = relative.rpartition("/")
-            by_folder[folder].append(name)
-        for folder, names in by_folder.items():
-            final = split_dir / folder
-            if folder and not final.exists():
-                final.parent.mkdir(parents=True, exist_ok=True)
-                with contextlib.suppress(OSError):  # another tar made it meanwhile
-                    os.rename(self.staging / folder, final)
-                    continue
-            final.mkdir(parents=True, exist_ok=True)
-            for name in names:
-                os.replace(self.staging / folder / name, final / name)
-        self.discard()
-        return sum(relative.endswith(".jpg") for relative in self._files)
+        try:
+            commit_staged(self.staging, self._files, split_dir, self.tar_name)
+        finally:
+            self.discard()
+        return self._check.result(len(self._files))
 
     def discard(self) -> None:
         """Stops unpacking and removes the staging folder."""
@@ -117,18 +117,16 @@ class StreamingUnpacker:
         reader = _QueueReader(self._chunks)
         made: set[Path] = set()
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as archive:
+            with tarfile.open(fileobj=reader, mode="r|", tarinfo=SafeTarInfo) as archive:
                 for member in archive:
-                    if not check_member(member, self.tar_name):
+                    relative = self._check.check(member)
+                    if relative is None:
                         continue
-                    relative = posixpath.normpath(member.name)
                     target = self.staging / relative
                     if target.parent not in made:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         made.add(target.parent)
-                    source = archive.extractfile(member)
-                    with open(target, "wb") as out:
-                        shutil.copyfileobj(source, out, _COPY_BUFFER)
+                    write_staged(archive.extractfile(member), target)
                     self._files.append(relative)
         except BaseException as error:  # noqa: BLE001 - reported through finish()
             self._error = error

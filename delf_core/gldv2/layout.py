@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 DEFAULT_BASE_URL = "https://s3.amazonaws.com/google-landmark"
 
@@ -12,39 +13,6 @@ SPLITS = (TRAIN, TEST, INDEX)
 # How many tars each split has in the public bucket.
 MAX_TARS = {TRAIN: 500, INDEX: 100, TEST: 20}
 
-
-@dataclasses.dataclass(frozen=True)
-class RemoteFile:
-    """One CSV the download step fetches into a split folder."""
-
-    bucket_path: str  # relative to the base URL, e.g. "metadata/train.csv"
-
-    @property
-    def name(self) -> str:
-        return self.bucket_path.rsplit("/", 1)[-1]
-
-
-RETRIEVAL_SOLUTION_NAME = "retrieval_solution_v2.1.csv"
-RECOGNITION_SOLUTION_NAME = "recognition_solution_v2.1.csv"
-
-METADATA_FILES: dict[str, tuple[RemoteFile, ...]] = {
-    TRAIN: (
-        RemoteFile("metadata/train.csv"),
-        RemoteFile("metadata/train_clean.csv"),
-        RemoteFile("metadata/train_attribution.csv"),
-        RemoteFile("metadata/train_label_to_category.csv"),
-    ),
-    INDEX: (
-        RemoteFile("metadata/index.csv"),
-        RemoteFile("metadata/index_image_to_landmark.csv"),
-        RemoteFile("metadata/index_label_to_category.csv"),
-    ),
-    TEST: (
-        RemoteFile("metadata/test.csv"),
-        RemoteFile(f"ground_truth/{RECOGNITION_SOLUTION_NAME}"),
-        RemoteFile(f"ground_truth/{RETRIEVAL_SOLUTION_NAME}"),
-    ),
-}
 
 # CSV headers, as in the public files.
 TRAIN_CSV_COLUMNS = ("id", "url", "landmark_id")
@@ -57,7 +25,47 @@ TEST_CSV_COLUMNS = ("id",)
 RECOGNITION_SOLUTION_CSV_COLUMNS = ("id", "landmarks", "Usage")
 RETRIEVAL_SOLUTION_CSV_COLUMNS = ("id", "images", "Usage")
 
+
+@dataclasses.dataclass(frozen=True)
+class RemoteFile:
+    """One CSV the download step fetches into a split folder, and the header it must have."""
+
+    bucket_path: str  # relative to the base URL, e.g. "metadata/train.csv"
+    columns: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.bucket_path.rsplit("/", 1)[-1]
+
+
+RETRIEVAL_SOLUTION_NAME = "retrieval_solution_v2.1.csv"
+RECOGNITION_SOLUTION_NAME = "recognition_solution_v2.1.csv"
+
+METADATA_FILES: dict[str, tuple[RemoteFile, ...]] = {
+    TRAIN: (
+        RemoteFile("metadata/train.csv", TRAIN_CSV_COLUMNS),
+        RemoteFile("metadata/train_clean.csv", TRAIN_CLEAN_CSV_COLUMNS),
+        RemoteFile("metadata/train_attribution.csv", TRAIN_ATTRIBUTION_CSV_COLUMNS),
+        RemoteFile("metadata/train_label_to_category.csv", LABEL_TO_CATEGORY_CSV_COLUMNS),
+    ),
+    INDEX: (
+        RemoteFile("metadata/index.csv", INDEX_CSV_COLUMNS),
+        RemoteFile("metadata/index_image_to_landmark.csv", INDEX_IMAGE_TO_LANDMARK_CSV_COLUMNS),
+        RemoteFile("metadata/index_label_to_category.csv", LABEL_TO_CATEGORY_CSV_COLUMNS),
+    ),
+    TEST: (
+        RemoteFile("metadata/test.csv", TEST_CSV_COLUMNS),
+        RemoteFile(f"ground_truth/{RECOGNITION_SOLUTION_NAME}", RECOGNITION_SOLUTION_CSV_COLUMNS),
+        RemoteFile(f"ground_truth/{RETRIEVAL_SOLUTION_NAME}", RETRIEVAL_SOLUTION_CSV_COLUMNS),
+    ),
+}
+
 IMAGE_ID_LENGTH = 16
+# An image inside a split, as the tars hold it: `a/b/c/abc0123456789def.jpg`, the three
+# folders being the first three characters of a 16-hex-char id.
+IMAGE_RELPATH = re.compile(
+    rf"([0-9a-f])/([0-9a-f])/([0-9a-f])/\1\2\3[0-9a-f]{{{IMAGE_ID_LENGTH - 3}}}\.jpg"
+)
 
 
 def tar_name(index: int) -> str:
@@ -87,6 +95,11 @@ def image_relpath(image_id: str, extension: str = ".jpg") -> str:
     if len(image_id) < 3:
         raise ValueError(f"image id {image_id!r} is too short for the a/b/c/ layout")
     return f"{image_id[0]}/{image_id[1]}/{image_id[2]}/{image_id}{extension}"
+
+
+def is_image_relpath(relpath: str) -> bool:
+    """Whether `relpath` is where an image of a split sits (see `IMAGE_RELPATH`)."""
+    return IMAGE_RELPATH.fullmatch(relpath) is not None
 
 
 def parse_md5_file(text: str, source: str) -> str:
