@@ -8,7 +8,8 @@ The launcher reads the config and the images, lists the output folder once and p
 only the images with a missing output file, so a rerun finishes an interrupted job and
 redoes nothing. Workers load the model once per process and write each image's files
 whole (delf_core.storage). Unreadable images are counted and listed in
-extract_features_report.csv; extract_features_manifest.json is written last.
+extract_features_report.csv; extract_features_manifest.json is written last. The exit
+status is 1 when any image failed, unless --allow_failures.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ from delf_core.features import extract_job, parse_delf_config
 from delf_core.features.extract import ImageItem, extract_item
 from delf_core.features.extract_job import (
     MANIFEST_NAME,
-    REPORT_NAME,
     ExtractJobConfig,
     ExtractPlan,
     config_from_args,
+    failures_line,
     finish,
     plan_extraction,
     read_manifest,
@@ -296,8 +297,11 @@ def run(args: argparse.Namespace) -> int:
         f"{counts['failed']} failed, of {counts['total']} images"
     )
     if counts["failed"]:
-        report = storage.join(manifest["params"]["output_dir"], REPORT_NAME)
-        print(f"failed images and why: {report}")
+        line = failures_line(counts["failed"], counts["total"], manifest["params"]["output_dir"])
+        if not getattr(args, "allow_failures", False):
+            print(f"extract_features: error: {line} (--allow_failures exits 0)", file=sys.stderr)
+            return 1
+        print(line)
     return 0
 
 

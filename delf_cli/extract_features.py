@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from delf_core.cli_flags import add_bool_flag
 
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 
 # With --beam, the flags this parser does not know are Beam pipeline options.
 PASSES_UNKNOWN_FLAGS = True
+# Failed images printed at the end; all of them are in the report.
+_SHOWN_FAILURES = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("unknown flags %s (Beam options need --beam)", " ".join(args.pipeline_args))
         return 2
     from delf_core.features.extract import ProgressLog, extract_images
+    from delf_core.features.extract_job import failures_line, finish
     from delf_core.features.extractor import Extractor
 
     try:
@@ -50,10 +54,23 @@ def run(args: argparse.Namespace) -> int:
     report = extract_images(
         extractor, items, job.output_dir, delg_form=job.delg_form, on_progress=ProgressLog()
     )
+    try:
+        # The report and manifest the Beam job writes too: the failed images and why.
+        counts = {"extracted": report.extracted, "skipped": report.skipped}
+        finish(job, config, counts, report.failed, runner="local")
+    except OSError as error:
+        log.error("cannot write the report into %s: %s", job.output_dir, error)
+        return 1
     print(
         f"{report.extracted} extracted, {report.skipped} already done, "
         f"{len(report.failed)} failed, of {report.total} images"
     )
-    for name, reason in report.failed:
+    for name, reason in report.failed[:_SHOWN_FAILURES]:
         print(f"failed: {name}: {reason}")
+    if len(report.failed) > _SHOWN_FAILURES:
+        print(f"... and {len(report.failed) - _SHOWN_FAILURES} more failed")
+    if report.failed and not args.allow_failures:
+        line = failures_line(len(report.failed), report.total, job.output_dir)
+        print(f"delf extract_features: error: {line} (--allow_failures exits 0)", file=sys.stderr)
+        return 1
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import pickle
 
 import numpy as np
@@ -18,6 +19,7 @@ from delf_core.features import (
     load_pca_parameters,
     parse_delf_config,
 )
+from delf_core.features.extract_job import MANIFEST_NAME, REPORT_NAME
 from delf_core.features.extractor import Extractor
 from delf_core.model import create_model
 
@@ -175,13 +177,19 @@ def test_list_form_extracts_skips_finished_and_reports_unreadable(exports, tmp_p
         f"--list_images_path={tmp_path / 'list_images.txt'}",
         f"--output_dir={out}",
     ]
-    assert main(argv) == 0
-    assert "2 extracted, 0 already done, 1 failed, of 3 images" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["a.delf", "b.delf"]
+    # A failed image makes the exit status 1 unless --allow_failures; the others are done.
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "2 extracted, 0 already done, 1 failed, of 3 images" in captured.out
+    assert f"1 of 3 images failed; see {out / REPORT_NAME}" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["a.delf", "b.delf", MANIFEST_NAME, REPORT_NAME]
+    )
+    assert (out / REPORT_NAME).read_text().splitlines()[1].startswith("bad,")
     features = feature_io.read_from_file(str(out / "a.delf"))
     assert features.descriptors.shape[1] == 128 and len(features.locations) > 0
     mtime = (out / "a.delf").stat().st_mtime_ns
-    assert main(argv) == 0
+    assert main([*argv, "--allow_failures"]) == 0
     assert "0 extracted, 2 already done, 1 failed" in capsys.readouterr().out
     assert (out / "a.delf").stat().st_mtime_ns == mtime
 
@@ -211,16 +219,78 @@ def test_delg_form_crops_queries_and_writes_local_and_global(exports, tmp_path):
             f"--dataset_file_path={dataset}", f"--images_dir={images}",
             f"--image_set={image_set}", f"--output_features_dir={out}",
         ]) == 0  # fmt: skip
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir()) == sorted([
         "i0.delg_global", "i0.delg_local", "i1.delg_global", "i1.delg_local",
-        "q0.delg_global", "q0.delg_local",
-    ]  # fmt: skip
+        "q0.delg_global", "q0.delg_local", MANIFEST_NAME, REPORT_NAME,
+    ])  # fmt: skip
     query = feature_io.read_from_file(str(out / "q0.delg_local"))
     # Located inside the 80x129 crop (x 10..90, y 21..150), in crop pixels.
     assert query.locations[:, 0].max() < 129 and query.locations[:, 1].max() < 80
     descriptor = datum_io.read_from_file(str(out / "q0.delg_global"))
     assert descriptor.shape == (2048,)
     np.testing.assert_allclose(np.linalg.norm(descriptor), 1.0, rtol=1e-5)
+
+
+def test_failed_images_exit_non_zero_with_the_count_and_the_report(exports, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, seed in (("a", 0), ("b", 1), ("c", 2)):
+        Image.fromarray(_image(64, 48, seed)).save(images / f"{name}.jpg")
+    (images / "text.jpg").write_text("not a picture")
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "noise.jpg").write_bytes(np.random.default_rng(0).bytes(2000))
+    (images / "header.jpg").write_bytes((images / "a.jpg").read_bytes()[:12])
+    names = ["a", "text", "b", "empty", "missing", "c", "noise", "header"]
+    listed = tmp_path / "list_images.txt"
+    listed.write_text("".join(f"{images / name}.jpg\n" for name in names))
+    _write_config(tmp_path / "config.pbtxt", exports["local"])
+    out = tmp_path / "features"
+    argv = ["extract_features", f"--config_path={tmp_path / 'config.pbtxt'}",
+            f"--list_images_path={listed}", f"--output_dir={out}"]  # fmt: skip
+
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "3 extracted, 0 already done, 5 failed, of 8 images" in captured.out
+    errors = captured.err.strip().splitlines()
+    assert errors == [
+        f"delf extract_features: error: 5 of 8 images failed; see {out / REPORT_NAME} "
+        "(--allow_failures exits 0)"
+    ]
+    with open(out / REPORT_NAME, newline="") as handle:
+        failed = [row["name"] for row in csv.DictReader(handle)]
+    assert failed == ["empty", "header", "missing", "noise", "text"]
+    assert sorted(p.name for p in out.glob("*.delf")) == ["a.delf", "b.delf", "c.delf"]
+
+    assert main([*argv, "--allow_failures"]) == 0
+    captured = capsys.readouterr()
+    assert "0 extracted, 3 already done, 5 failed, of 8 images" in captured.out
+    assert "error" not in captured.err
+
+
+def test_a_dataset_name_leaving_the_output_folder_writes_nothing_there(exports, tmp_path, caplog):
+    # The image the name points at exists, so only the name check stops the write.
+    work = tmp_path / "work"
+    (work / "images").mkdir(parents=True)
+    Image.fromarray(_image(64, 48)).save(work / "images" / "i0.jpg")
+    Image.fromarray(_image(64, 48, 1)).save(tmp_path / "escaped.jpg")
+    truth = {"qimlist": ["q0"], "imlist": ["i0", "../../escaped"],
+             "gnd": [{"bbx": [0, 0, 10, 10], "easy": [0], "hard": [], "junk": []}]}  # fmt: skip
+    dataset = tmp_path / "gnd_evil.pkl"
+    dataset.write_bytes(pickle.dumps(truth))
+    _write_config(
+        tmp_path / "delg.pbtxt",
+        exports["local_and_global"],
+        "use_global_features: true\ndelf_global_config {\n  use_pca: false\n}\n",
+    )
+    code = main([
+        "extract_features", f"--delf_config_path={tmp_path / 'delg.pbtxt'}",
+        f"--dataset_file_path={dataset}", f"--images_dir={work / 'images'}",
+        "--image_set=index", f"--output_features_dir={work / 'features'}",
+    ])  # fmt: skip
+    assert code == 1
+    assert f"{dataset}: 'imlist': image name '../../escaped' has a '..' part" in caplog.text
+    assert not list(tmp_path.glob("escaped.delg_*"))
+    assert not (work / "features").exists()
 
 
 def test_bad_flags_and_files_are_one_line_errors(tmp_path, caplog):

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable
 
 from delf_core import __version__, storage
-from delf_core.cli_flags import add_flag
+from delf_core.cli_flags import add_bool_flag, add_flag
 
 log = logging.getLogger(__name__)
 IMAGE_SETS = ("query", "index")
@@ -69,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, images_glob: bool = False)
         "output_features_dir",
         None,
         f"<name>.delg_local/.delg_global go here; {DELG_DEFAULTS['output_features_dir']!r}",
+    )
+    add_bool_flag(
+        parser,
+        "allow_failures",
+        False,
+        f"exit 0 even when some images failed (each is listed in <output folder>/{REPORT_NAME})",
     )
     if images_glob:
         add_flag(
@@ -260,6 +266,11 @@ def report_csv(failed: Iterable[tuple[str, str]]) -> bytes:
     writer.writerow(("name", "reason"))
     writer.writerows(sorted(failed))
     return out.getvalue().encode()
+
+
+def failures_line(failed: int, total: int, output_dir: str) -> str:
+    """The one line a run ends with when images failed: how many, and where the report is."""
+    return f"{failed} of {total} images failed; see {storage.join(output_dir, REPORT_NAME)}"
 
 
 def read_manifest(output_dir: str) -> dict | None:
