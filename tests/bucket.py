@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import select
 import tarfile
 import threading
 from collections import defaultdict
@@ -69,15 +71,22 @@ class FaultyHandler(MirrorHandler):
     """A mirror handler that follows a per-path script of faults, one per request.
 
     Faults: "500" (answer HTTP 500), "corrupt" (flip one byte of the body), "drop:N"
-    (send N bytes of the body, then close the connection), "hang:S" (sleep S seconds
-    before answering). Paths without faults are served normally. Every GET is logged
-    with its Range header, and the number of GETs in flight is tracked, of all files and
-    of tars alone.
+    (send N bytes of the body, then close the connection), "crowd:N" (answer only once
+    N tar GETs are in flight at once, so a test sees its concurrency whatever the
+    machine's speed), "stall" (answer nothing until the client hangs up) and "pause:N"
+    (send N bytes of the body, then nothing until the client hangs up). Paths without
+    faults are served normally. Every GET is logged with its Range header, and the
+    number of GETs in flight is tracked, of all files and of tars alone.
+
+    Waits are for a condition, bounded by WAIT_SECONDS in case it never comes.
     """
+
+    WAIT_SECONDS = 120.0
 
     faults: dict[str, list[str]] = {}
     requests: list[tuple[str, str | None]] = []
     lock = threading.Lock()
+    changed = threading.Condition(lock)
     in_flight = 0
     max_in_flight = 0
     tars_in_flight = 0
@@ -101,20 +110,34 @@ class FaultyHandler(MirrorHandler):
             cls.max_in_flight = max(cls.max_in_flight, cls.in_flight)
             cls.tars_in_flight += is_tar
             cls.max_tars_in_flight = max(cls.max_tars_in_flight, cls.tars_in_flight)
+            cls.changed.notify_all()
         self._fault = fault
         try:
             if fault == "500":
                 self.send_error(500, "Internal Server Error")
                 return
-            if fault.startswith("hang:"):
-                import time
-
-                time.sleep(float(fault[5:]))
+            if fault.startswith("crowd:"):
+                with cls.changed:
+                    crowd = int(fault[6:])
+                    cls.changed.wait_for(
+                        lambda: cls.max_tars_in_flight >= crowd, timeout=cls.WAIT_SECONDS
+                    )
+            if fault == "stall":
+                self._wait_for_hang_up()
+                return
             super().do_GET()
         finally:
             with cls.lock:
                 cls.in_flight -= 1
                 cls.tars_in_flight -= is_tar
+
+    def _wait_for_hang_up(self) -> None:
+        """Blocks until the client closes the connection (or WAIT_SECONDS pass)."""
+        self.close_connection = True
+        ready, _, _ = select.select([self.connection], [], [], self.WAIT_SECONDS)
+        if ready:
+            with contextlib.suppress(OSError):
+                self.connection.recv(1)
 
     def send_file_range(self, handle, start: int, length: int) -> None:
         fault = self._fault
@@ -123,6 +146,11 @@ class FaultyHandler(MirrorHandler):
             data = bytearray(handle.read(length))
             data[len(data) // 2] ^= 0xFF
             self.wfile.write(bytes(data))
+        elif fault.startswith("pause:"):
+            handle.seek(start)
+            self.wfile.write(handle.read(min(length, int(fault[6:]))))
+            self.wfile.flush()
+            self._wait_for_hang_up()
         elif fault.startswith("drop:"):
             handle.seek(start)
             self.wfile.write(handle.read(min(length, int(fault[5:]))))

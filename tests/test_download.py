@@ -230,7 +230,8 @@ def test_hostile_tar_is_refused_and_writes_nothing(bucket, tmp_path, member, kin
 def test_concurrency_stays_within_max_workers(tmp_path):
     root = tmp_path / "bucket"
     make_bucket(root, {"train": 6})
-    FaultyHandler.reset({f"train/images_{i:03d}.tar": ["hang:0.3"] for i in range(6)})
+    # Each tar is answered once two are asked for at once: a third would show up here.
+    FaultyHandler.reset({f"train/images_{i:03d}.tar": ["crowd:2"] for i in range(6)})
     with MirrorServer(root, handler=FaultyHandler) as server:
         report = download(
             config_for(
@@ -290,7 +291,7 @@ def test_write_tar_helper_is_a_valid_tar(tmp_path):
 
 def test_a_stalled_response_times_out_and_is_retried(bucket, tmp_path):
     _, url, _ = bucket
-    FaultyHandler.reset({"train/images_000.tar": ["hang:2"]})
+    FaultyHandler.reset({"train/images_000.tar": ["stall"]})
     patient_for_half_a_second = RetryPolicy(retries=2, backoff_seconds=0.01, read_timeout=0.5)
 
     report = download(config_for(url, tmp_path / "out", retry=patient_for_half_a_second))

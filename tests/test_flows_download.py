@@ -159,9 +159,10 @@ def test_runners_are_sized_to_max_workers():
 def test_no_more_than_max_workers_tars_are_in_flight(prefect_harness, mirror, tmp_path, caller):
     """Both a direct call and a runner picked at run time bound the mapped downloads."""
     root, url, contents = mirror
-    slow = {f"{tar.parent.name}/{tar.name}": ["hang:0.5"] for tar in root.glob("*/*.tar")}
-    assert len(slow) == 4
-    FaultyHandler.reset(slow)
+    # Each tar is answered once two are asked for at once: a third would show up here.
+    crowded = {f"{tar.parent.name}/{tar.name}": ["crowd:2"] for tar in root.glob("*/*.tar")}
+    assert len(crowded) == 4
+    FaultyHandler.reset(crowded)
 
     state = caller(
         2, 1, 1, output_dir=str(tmp_path / "out"), base_url=url, max_workers=2, return_state=True
