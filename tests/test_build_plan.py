@@ -24,14 +24,14 @@ def test_clean_csv_keeps_first_position_and_last_label(tmp_path):
 def test_clean_csv_with_a_bad_label_names_the_row(tmp_path):
     path = tmp_path / "train_clean.csv"
     path.write_text("landmark_id,images\n7,a b\nseven,c\n")
-    with pytest.raises(ValueError, match=r"train_clean.csv: row 3: landmark_id 'seven'"):
+    with pytest.raises(ValueError, match=r"train_clean.csv: row 3, column landmark_id: 'seven'"):
         labels.read_clean_labels(str(path))
 
 
 def test_csv_without_the_columns_is_refused(tmp_path):
     path = tmp_path / "train_clean.csv"
     path.write_text("id,landmark\n")
-    with pytest.raises(ValueError, match="missing column"):
+    with pytest.raises(ValueError, match="no column landmark_id, images"):
         labels.read_clean_labels(str(path))
 
 
@@ -40,7 +40,7 @@ def test_train_csv_labels(tmp_path):
     path.write_text("id,url,landmark_id\n00aa,http://x/1.jpg,5\n00ab,http://x/2.jpg,12\n")
     assert labels.read_train_labels(str(path)) == {"00aa": 5, "00ab": 12}
     path.write_text("id,url,landmark_id\n00aa,http://x/1.jpg,\n")
-    with pytest.raises(ValueError, match="row 2: landmark_id"):
+    with pytest.raises(ValueError, match="row 2, column landmark_id: ''"):
         labels.read_train_labels(str(path))
 
 
