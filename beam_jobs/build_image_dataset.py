@@ -31,8 +31,10 @@ from delf_core.build_image_dataset import (
     write_context,
     write_shard,
 )
-from delf_core.build_image_dataset.write import StrictModeError
+from delf_core.build_image_dataset.folder import first_stop, prepare_output, record_stop
+from delf_core.build_image_dataset.write import StrictModeError, strict_error
 from delf_core.cli_flags import add_bool_flag, add_flag, normalize_bool_values, positive_int
+from delf_core.gldv2.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 NAMESPACE = "build_image_dataset"
@@ -41,12 +43,26 @@ NAMESPACE = "build_image_dataset"
 LOCAL_RUNNER = "FnApiRunner"
 
 
-class WriteShardFn(beam.DoFn):
-    """Writes one planned shard; counts records and problems as Beam metrics."""
+class BuildJobError(RuntimeError):
+    """The Beam job failed for a reason other than --strict; one line, the log has the rest."""
 
-    def __init__(self, output_directory: str, strict: bool) -> None:
+
+class WriteShardFn(beam.DoFn):
+    """Writes one planned shard; counts records and problems as Beam metrics.
+
+    Under --strict, the first problem stops its shard and is recorded in the work
+    folder rather than raised: runners retry a failing bundle (Dataflow four times),
+    which cannot help, and would bury the one line the user needs in tracebacks.
+    Shards not yet started then skip their work.
+    """
+
+    def __init__(
+        self, output_directory: str, strict: bool, work_folder: str, max_image_pixels: int
+    ) -> None:
         self.output_directory = output_directory
         self.strict = strict
+        self.work_folder = work_folder
+        self.max_image_pixels = max_image_pixels
 
     def setup(self) -> None:
         self.records = beam.metrics.Metrics.counter(NAMESPACE, "records_written")
@@ -59,28 +75,49 @@ class WriteShardFn(beam.DoFn):
             )
         self.problems[problem.problem].inc()
 
-    def process(self, plan_url: str):
+    def process(self, plan_url: str) -> list[ShardResult]:
+        if self.strict and first_stop(self.work_folder) is not None:
+            return []  # another shard stopped the build
         with fsspec.open(plan_url, "rt") as handle:
             shard = ShardPlan.from_json(handle.read())
-        result = write_shard(shard, self.output_directory, self.strict, self._count_problem)
+        try:
+            result = write_shard(
+                shard,
+                self.output_directory,
+                self.strict,
+                self._count_problem,
+                self.max_image_pixels,
+            )
+        except StrictModeError as error:
+            record_stop(self.work_folder, shard.name, str(error))
+            return []
         self.records.inc(result.records)
-        yield result
+        return [result]
 
 
 def build_pipeline(
     pipeline: beam.Pipeline, plan_urls: list[str], context_url: str, config: BuildConfig
 ) -> beam.PCollection:
-    """Shard plans -> shards written in parallel -> report, relabeling and manifest."""
+    """Shard plans -> shards written in parallel -> report, relabeling and manifest.
 
-    def finish(results: list[ShardResult]) -> dict:
+    A build stopped under --strict writes no manifest: its shards are not a dataset.
+    """
+    work_folder = context_url.rsplit("/", 1)[0]  # the context lives in the work folder
+
+    def finish(results: list[ShardResult]) -> dict | None:
+        if config.strict and first_stop(work_folder) is not None:
+            return None
         return finalize(context_url, results, config.output_directory)
 
+    write = WriteShardFn(
+        config.output_directory, config.strict, work_folder, config.max_image_pixels
+    )
     return (
         pipeline
         | "ShardPlans" >> beam.Create(plan_urls)
         # Breaks fusion so the shards spread over all workers.
         | "Spread" >> beam.Reshuffle()
-        | "WriteShards" >> beam.ParDo(WriteShardFn(config.output_directory, config.strict))
+        | "WriteShards" >> beam.ParDo(write)
         | "Collect" >> beam.combiners.ToList()
         | "Finalize" >> beam.Map(finish)
     )
@@ -116,29 +153,65 @@ def pipeline_options(pipeline_args: list[str]) -> PipelineOptions:
 def run_build(config: BuildConfig, pipeline_args: list[str] | None = None) -> dict:
     """Plans, skips when an identical build exists, else runs the job; returns the manifest.
 
+    Before the job writes anything, the output folder is made ready (prepare_output):
+    the old manifest goes first, so a build killed midway leaves no manifest at all.
+
     Raises:
-      ValueError: for a bad flag or CSV.
-      StrictModeError: with `strict`, naming the first missing or unreadable image.
+      ValueError: for a bad flag or CSV, or a split with no image.
+      StrictModeError: with `strict`, naming the first missing or unreadable image,
+        whether planning or the job found it.
+      BuildJobError: when the job fails otherwise, with the last line of its error.
     """
     plan = plan_build(config)
     if config.strict and plan.problems:
-        first = plan.problems[0]
-        where = first.path or first.image_id
-        raise StrictModeError(f"{where}: {first.problem} ({first.detail}) (--strict)")
+        raise strict_error(plan.problems[0])
     manifest = up_to_date_manifest(config, plan.fingerprint)
     if manifest is not None:
         log.info("build_image_dataset: up to date in %s, nothing to do", config.output_directory)
         return manifest
+    removed = prepare_output(config.output_directory, [shard.name for shard in plan.shards])
+    if removed:
+        log.info(
+            "build_image_dataset: removed %d files of earlier builds (%s)",
+            len(removed),
+            ", ".join(removed[:4]) + (", ..." if len(removed) > 4 else ""),
+        )
     plan_urls = plan.write()
     context_url = write_context(plan)
     pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or []))
     build_pipeline(pipeline, plan_urls, context_url, config)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+        stopped = first_stop(plan.work_folder())
+    except Exception as error:
+        _discard_partial(config.output_directory)
+        raise BuildJobError(
+            f"the Beam job failed: {_last_line(error)} (the log has the traceback)"
+        ) from error
+    if stopped is not None:
+        _discard_partial(config.output_directory)
+        raise StrictModeError(stopped)
     log.info("build_image_dataset: job counters %s", job_counters(result))
     manifest = up_to_date_manifest(config, plan.fingerprint)
-    assert manifest is not None, "the job finished without writing its manifest"
+    if manifest is None:
+        raise BuildJobError(f"the job finished but {config.output_directory} has no manifest")
     return manifest
+
+
+def _discard_partial(output_directory: str) -> None:
+    """Removes a failed build's shards and state: without a manifest they are no dataset."""
+    try:
+        prepare_output(output_directory, [])
+    except OSError as error:  # the next build clears what is left
+        log.warning("build_image_dataset: could not clean %s: %s", output_directory, error)
+
+
+def _last_line(error: BaseException) -> str:
+    """The last line of a runner's error: the original exception, after its traceback."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(error).__name__
+    return last if len(last) <= 500 else f"{last[:497]}..."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -189,6 +262,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         False,
         "fail on the first missing or unreadable image instead of reporting it",
     )
+    add_flag(
+        parser,
+        "max_image_pixels",
+        DEFAULT_MAX_PIXELS,
+        "images whose header claims more pixels (width x height) are left out undecoded "
+        "and reported as too_large",
+        type=positive_int,
+    )
+    add_bool_flag(
+        parser,
+        "allow_empty",
+        False,
+        "build a split that has no image instead of refusing",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
@@ -204,6 +291,8 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         validation_split_size=args.validation_split_size,
         seed=args.seed,
         strict=args.strict,
+        max_image_pixels=args.max_image_pixels,
+        allow_empty=args.allow_empty,
     )
 
 
@@ -211,8 +300,9 @@ def run(args: argparse.Namespace) -> int:
     """Runs the build from parsed flags; `args.pipeline_args` holds the Beam options."""
     try:
         manifest = run_build(config_from_args(args), getattr(args, "pipeline_args", []))
-    except (ValueError, StrictModeError, FileNotFoundError) as error:
-        print(f"build_image_dataset: error: {error}", file=sys.stderr)
+    except (ValueError, StrictModeError, BuildJobError, OSError) as error:
+        message = " ".join(str(error).splitlines())
+        print(f"build_image_dataset: error: {message}", file=sys.stderr)
         return 2 if isinstance(error, ValueError) else 1
     counts = ", ".join(
         f"{name} {split['records']} records in {len(split['shards'])} shards"

@@ -232,9 +232,12 @@ def test_strict_fails_naming_the_missing_image(damaged, tmp_path):
 
 
 def test_strict_fails_naming_the_unreadable_file(damaged, tmp_path):
-    dataset, (missing, truncated, *_) = damaged
-    (dataset / "train" / layout.image_relpath(missing)).write_bytes(_jpeg("RGB"))
-    with pytest.raises(Exception, match=truncated):
+    dataset, (missing, truncated, png, cmyk) = damaged
+    # Only the truncated image is left to find, inside the job (re-encoding is a
+    # problem too under --strict, and shards run in parallel).
+    for image_id in (missing, png, cmyk):
+        (dataset / "train" / layout.image_relpath(image_id)).write_bytes(_jpeg("RGB"))
+    with pytest.raises(StrictModeError, match=truncated):
         run_build(config_for(dataset, tmp_path / "out", strict=True, test_csv_path=None))
     assert not (tmp_path / "out" / MANIFEST_NAME).exists()
 

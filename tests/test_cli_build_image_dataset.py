@@ -91,6 +91,8 @@ def test_help_documents_every_flag_with_its_default(capsys):
         ("--validation_split_size", "0.2"),
         ("--seed", "0"),
         ("--strict", "False"),
+        ("--max_image_pixels", "89478485"),
+        ("--allow_empty", "False"),
     ]:
         assert f"{flag} " in out and f"(default: {default}" in out, flag
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from delf_core.gldv2.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_CEILING
+
 
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
-    """What to build (REFERENCE §2 flags, plus `strict`).
+    """What to build (REFERENCE §2 flags, plus `strict`, `max_image_pixels`, `allow_empty`).
 
     Attributes:
       train_directory: folder of train JPEGs; may hold glob wildcards
@@ -22,6 +24,9 @@ class BuildConfig:
       validation_split_size: fraction of each class for validation, in (0, 1).
       seed: seed of the split and of the record order.
       strict: fail on the first missing or unreadable image instead of reporting it.
+      max_image_pixels: an image whose header claims more pixels (width x height) is
+        left out unread and reported as too_large.
+      allow_empty: build a split that has no image instead of refusing.
     """
 
     train_directory: str = "/tmp/"
@@ -35,6 +40,8 @@ class BuildConfig:
     validation_split_size: float = 0.2
     seed: int = 0
     strict: bool = False
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    allow_empty: bool = False
 
     def validate(self) -> None:
         """Raises ValueError naming the bad flag."""
@@ -45,11 +52,17 @@ class BuildConfig:
                 f"--validation_split_size={self.validation_split_size}: must be strictly "
                 "between 0 and 1 with --generate_train_validation_splits"
             )
+        if not 1 <= self.max_image_pixels <= MAX_PIXELS_CEILING:
+            raise ValueError(
+                f"--max_image_pixels={self.max_image_pixels}: must be between 1 and "
+                f"{MAX_PIXELS_CEILING} (the most PIL opens)"
+            )
         if self.test_csv_path is not None and not self.test_directory:
             raise ValueError("--test_csv_path asks for test shards: set --test_directory too")
 
     def params(self) -> dict:
-        """The parameters that shape the output (everything but `strict`)."""
+        """The parameters that shape the output (all but `strict` and `allow_empty`)."""
         values = dataclasses.asdict(self)
         values.pop("strict")
+        values.pop("allow_empty")
         return values

@@ -14,6 +14,8 @@ from delf_core.gldv2.split import order_key, split_class
 
 # A listed train image with no row in train.csv (the original stopped with a KeyError).
 UNLISTED = "unlisted"
+# Under the output folder: the shard plans and state of the build in progress.
+WORK_FOLDER_NAME = ".build_image_dataset"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +79,7 @@ class BuildPlan:
 
     def work_folder(self) -> str:
         """Where the shard plans live while the job runs, under the output folder."""
-        return storage.join(
-            self.config.output_directory, ".build_image_dataset", self.fingerprint[:16]
-        )
+        return storage.join(self.config.output_directory, WORK_FOLDER_NAME, self.fingerprint[:16])
 
     def write(self) -> list[str]:
         """Writes one JSON file per shard under the output folder; returns their URLs."""
@@ -95,11 +95,14 @@ class BuildPlan:
 def list_images(directory: str) -> dict[str, tuple[str, int]]:
     """{image id: (path, size)} of `<directory>/*.jpg`; the directory may hold wildcards.
 
-    An id found twice keeps its first path in sorted order.
+    An id found twice keeps its first path in sorted order. Only plain files count: a
+    folder or a device named like an image is not one.
     """
     fs, pattern = storage.resolve(storage.join(directory, "*.jpg"))
     found: dict[str, tuple[str, int]] = {}
     for path, info in sorted(fs.glob(pattern, detail=True).items()):
+        if info.get("type") != "file":
+            continue
         image_id = path.rsplit("/", 1)[-1][: -len(".jpg")]
         found.setdefault(image_id, (storage.url_of(fs, path), int(info.get("size") or 0)))
     return found
@@ -152,6 +155,8 @@ def plan_build(config: BuildConfig) -> BuildPlan:
         test_files = list_images(config.test_directory)
         splits[records.TEST_PREFIX] = [PlannedImage(i, p, None) for i, (p, _) in test_files.items()]
 
+    if not config.allow_empty:
+        _refuse_empty_splits(config, splits, csv_path, len(csv_labels))
     shards = [
         shard
         for prefix, members in splits.items()
@@ -159,6 +164,27 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     ]
     fingerprint = _fingerprint(config, csv_path, train_files, test_files)
     return BuildPlan(config, shards, problems, mapping, fingerprint)
+
+
+def _refuse_empty_splits(
+    config: BuildConfig, splits: dict[str, list[PlannedImage]], csv_path: str, listed: int
+) -> None:
+    """ValueError naming the input that leaves a split without images."""
+    train_found = any(m for p, m in splits.items() if p != records.TEST_PREFIX)
+    for prefix, members in splits.items():
+        if members:
+            continue
+        if prefix == records.TEST_PREFIX:
+            why = f"{config.test_directory}: no *.jpg image there"
+        elif not listed:
+            why = f"{csv_path}: lists no image"
+        elif not train_found:
+            why = f"{csv_path}: none of its {listed} images is in {config.train_directory}"
+        else:  # every class has one image, and that one goes to validation
+            why = f"{csv_path}: no class has two images found on disk"
+        raise ValueError(
+            f"{why}, so the {prefix} split would be empty (--allow_empty builds it anyway)"
+        )
 
 
 def _shards(prefix: str, members: list[PlannedImage], num_shards: int, seed: int):

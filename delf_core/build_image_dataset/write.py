@@ -25,19 +25,33 @@ class ShardResult:
 
 
 class StrictModeError(RuntimeError):
-    """--strict: an image was missing, unreadable or not a plain JPEG."""
+    """--strict: an image was missing, unreadable, too large or not a plain JPEG."""
+
+
+def strict_error(problem: Problem) -> StrictModeError:
+    """The one-line error of --strict for `problem`, the same when planning or writing."""
+    detail = f" ({problem.detail})" if problem.detail else ""
+    return StrictModeError(
+        f"{problem.path or problem.image_id}: {problem.problem}{detail} (--strict)"
+    )
 
 
 def write_shard(
-    shard: ShardPlan, output_directory: str, strict: bool = False, on_problem=None
+    shard: ShardPlan,
+    output_directory: str,
+    strict: bool = False,
+    on_problem=None,
+    max_image_pixels: int = images.DEFAULT_MAX_PIXELS,
 ) -> ShardResult:
     """Writes `shard` to `<output_directory>/<prefix>-NNNNN-of-NNNNN`.
 
-    Missing or unreadable images are left out and returned as problems; odd but readable
-    ones (CMYK, PNG under a .jpg name) are re-encoded, written, and returned as problems.
+    Missing, unreadable and too large images are left out and returned as problems; odd
+    but readable ones (CMYK, PNG under a .jpg name) are re-encoded, written, and
+    returned as problems.
 
     Args:
       on_problem: called with each problem as it is found (for metrics).
+      max_image_pixels: images whose header claims more pixels are left out undecoded.
 
     Raises:
       StrictModeError: with `strict`, at the first image with any problem.
@@ -53,11 +67,10 @@ def write_shard(
     try:
         with tf.io.TFRecordWriter(local_tmp) as writer:
             for image in shard.images:
-                checked, problem = _read_checked(image, split)
+                checked, problem = _read_checked(image, split, max_image_pixels)
                 if problem is not None:
                     if strict:
-                        detail = f" ({problem.detail})" if problem.detail else ""
-                        raise StrictModeError(f"{image.path}: {problem.problem}{detail} (--strict)")
+                        raise strict_error(problem)
                     problems.append(problem)
                     if on_problem:
                         on_problem(problem)
@@ -76,14 +89,19 @@ def write_shard(
 
 
 def _read_checked(
-    image: PlannedImage, split: str
+    image: PlannedImage, split: str, max_image_pixels: int
 ) -> tuple[images.CheckedImage | None, Problem | None]:
     """The checked image, or None, and the problem to report, if any."""
     try:
         with fsspec.open(image.path, "rb") as handle:
-            checked = images.check_image(handle.read())
+            checked = images.check_image(handle.read(), max_image_pixels)
     except FileNotFoundError:
         return None, Problem(split, image.image_id, image.path, images.MISSING)
+    except (PermissionError, IsADirectoryError) as error:
+        detail = f"cannot read the file: {error.strerror}"
+        return None, Problem(split, image.image_id, image.path, images.UNREADABLE, detail)
+    except images.ImageTooLargeError as error:
+        return None, Problem(split, image.image_id, image.path, images.TOO_LARGE, str(error))
     except images.BadImageError as error:
         return None, Problem(split, image.image_id, image.path, images.UNREADABLE, str(error))
     if checked.reencoded:
@@ -102,6 +120,6 @@ def _temporary_path(fs, root: str, name: str) -> str:
 
 def _publish(fs, local_tmp: str, target: str) -> None:
     if storage.is_local(fs):
-        os.replace(local_tmp, target)
-    else:
+        storage.durable_replace(local_tmp, target)
+    else:  # an object appears only once its upload completes
         fs.put_file(local_tmp, target)
