@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -167,6 +169,23 @@ def test_a_bad_clean_csv_names_the_file_row_and_column(tmp_path, text, expected)
     path.write_text(text)
     with pytest.raises(ValueError, match=f"^{path}: {expected}"):
         labels.read_clean_labels(str(path))
+
+
+def test_a_landmark_with_more_images_than_a_csv_field_holds_by_default_is_read(tmp_path):
+    """GLDv2's largest landmarks list ~10k ids in one field, past csv's 128 KiB default."""
+    ids = [f"{i:016x}" for i in range(10_000)]
+    path = tmp_path / "train_clean.csv"
+    path.write_text(f"landmark_id,images\n7,{' '.join(ids)}\n")
+    # A fresh process: the csv module's limit is process-wide, and other tests raise it.
+    code = (
+        "import sys\nfrom delf_core.gldv2.labels import read_clean_labels\n"
+        "print(len(read_clean_labels(sys.argv[1])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["10000"]
 
 
 def test_a_bad_train_csv_stops_planning_with_its_name(tmp_path):

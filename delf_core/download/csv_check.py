@@ -6,9 +6,7 @@ import csv
 import io
 from typing import BinaryIO
 
-# A train_clean.csv row lists every image of a landmark in one field, beyond the csv
-# module's default limit of 128 KiB; raising the limit only allows more.
-_FIELD_LIMIT = 2**31 - 1
+from delf_core.gldv2.layout import allow_long_csv_fields
 
 
 def check_csv(handle: BinaryIO, name: str, columns: tuple[str, ...]) -> int:
@@ -22,8 +20,7 @@ def check_csv(handle: BinaryIO, name: str, columns: tuple[str, ...]) -> int:
     Raises:
       ValueError: one line naming the file, the row when one is wrong, and what is wrong.
     """
-    if csv.field_size_limit() < _FIELD_LIMIT:
-        csv.field_size_limit(_FIELD_LIMIT)
+    allow_long_csv_fields()
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
     reader = csv.reader(text)
     expected = ",".join(columns)

@@ -10,9 +10,13 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from delf_core.gldv2.layout import (
+    TRAIN_CLEAN_CSV_COLUMNS,
+    TRAIN_CSV_COLUMNS,
+    allow_long_csv_fields,
+)
+
 RELABELING_COLUMNS = ("new_label", "old_label")
-TRAIN_COLUMNS = ("id", "url", "landmark_id")
-CLEAN_COLUMNS = ("landmark_id", "images")
 # Labels are written as TFRecord int64 and index the classifier: whole numbers >= 0.
 MAX_LANDMARK_ID = np.iinfo(np.int64).max
 _DIGITS = re.compile(r"[0-9]+")
@@ -28,11 +32,12 @@ def read_clean_labels(path: str) -> dict[str, int]:
       ValueError: one line naming the file, and the row and column when one is wrong.
     """
     labels: dict[str, int] = {}
+    allow_long_csv_fields()
     # Undecodable bytes become U+FFFD, so the row that holds them can be named.
     with fsspec.open(path, "rt", newline="", encoding="utf-8", errors="replace") as handle:
         reader = csv.DictReader(handle)
         try:
-            _require_columns(reader.fieldnames, CLEAN_COLUMNS, path)
+            _require_columns(reader.fieldnames, TRAIN_CLEAN_CSV_COLUMNS, path)
             for row_number, row in enumerate(reader, start=2):
                 label = _label(row["landmark_id"], path, row_number)
                 images = row["images"] or ""
@@ -66,12 +71,12 @@ def read_train_labels(path: str) -> dict[str, int]:
                 handle, usecols=lambda c: c in wanted, dtype={"id": str}, na_filter=False
             )
         except pd.errors.EmptyDataError:
-            header = ",".join(TRAIN_COLUMNS)
+            header = ",".join(TRAIN_CSV_COLUMNS)
             raise ValueError(f"{path}: empty file; expected the header {header}") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise ValueError(f"{path}: not a readable CSV: {first_line}") from None
-    _require_columns(list(frame.columns), wanted, path, TRAIN_COLUMNS)  # url is not read
+    _require_columns(list(frame.columns), wanted, path, TRAIN_CSV_COLUMNS)  # url is not read
     empty_id = (frame["id"].str.len() == 0).to_numpy()
     if empty_id.any():
         raise ValueError(f"{path}: row {int(empty_id.argmax()) + 2}, column id: empty")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import re
 
@@ -24,6 +25,15 @@ INDEX_IMAGE_TO_LANDMARK_CSV_COLUMNS = ("id", "landmark_id")
 TEST_CSV_COLUMNS = ("id",)
 RECOGNITION_SOLUTION_CSV_COLUMNS = ("id", "landmarks", "Usage")
 RETRIEVAL_SOLUTION_CSV_COLUMNS = ("id", "images", "Usage")
+# A train_clean.csv row lists every image of a landmark in one field, which can pass the
+# csv module's default limit of 128 KiB.
+_CSV_FIELD_LIMIT = 2**31 - 1
+
+
+def allow_long_csv_fields() -> None:
+    """Lets the csv module read fields as long as GLDv2's (raising a limit only allows more)."""
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
 
 
 @dataclasses.dataclass(frozen=True)
