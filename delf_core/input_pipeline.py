@@ -116,6 +116,7 @@ def create_dataset(
     deterministic: bool = False,
     num_parallel_reads: int | None = None,
     drop_remainder: bool = False,
+    max_examples: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of (images float32 [B, S, S, 3], labels int64 [B]) from GLDv2 TFRecords.
 
@@ -137,6 +138,8 @@ def create_dataset(
         may come out in whatever order parallel reads and maps finish.
       num_parallel_reads: shards read at once; default min(8, number of shards).
       drop_remainder: drop the last short batch, for a static batch dimension.
+      max_examples: stop after this many records (after shuffling); with `repeat` off,
+        at most one pass either way.
 
     Returns:
       The dataset.
@@ -161,6 +164,8 @@ def create_dataset(
     )
     if shuffle_buffer > 1:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if max_examples is not None:
+        dataset = dataset.take(max_examples)
 
     # Each crop is keyed by (seed, position in the stream), so it does not depend on which
     # worker thread runs it, and the same record gets a new crop in every epoch.

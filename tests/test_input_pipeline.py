@@ -189,6 +189,13 @@ def test_drop_remainder_gives_a_static_batch_dimension(data):
     assert sum(1 for _ in dataset) == NUM_SHARDS * PER_SHARD // 5
 
 
+def test_max_examples_stops_one_pass_early_and_never_repeats(data):
+    _, labels = one_epoch(data["pattern"], image_size=SIZE, batch_size=5, max_examples=7)
+    assert len(labels) == 7 and len(set(labels.tolist())) == 7
+    _, labels = one_epoch(data["pattern"], image_size=SIZE, batch_size=5, max_examples=10**6)
+    assert sorted(labels.tolist()) == sorted(data["labels"])
+
+
 def test_a_pattern_matching_no_file_is_a_value_error_naming_it(tmp_path):
     pattern = str(tmp_path / "nothing-*")
     with pytest.raises(ValueError, match=re.escape(pattern)):
