@@ -140,7 +140,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "num_eval_batches",
         d.num_eval_batches,
-        "validation batches (default: 50000 / batch_size)",
+        "most validation batches per run (default: one pass over the validation split, "
+        "at most 50000 images)",
         type=positive_int,
     )
 

@@ -53,7 +53,10 @@ class TrainConfig:
     report_interval: int = 100
     eval_interval: int = 1000
     save_interval: int = 1000
-    num_eval_batches: int | None = None  # default: int(50000 / batch_size), as the original
+    # Validation reads at most one pass over the split, capped at num_eval_batches
+    # batches or, by default, at max_eval_images (the original's 50000).
+    num_eval_batches: int | None = None
+    max_eval_images: int = 50000
     clip_norm: float = 10.0
     max_checkpoints: int = 10
     debug: bool = False
@@ -71,14 +74,18 @@ class TrainConfig:
             "report_interval",
             "eval_interval",
             "save_interval",
+            "max_eval_images",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name}={getattr(self, name)}: must be at least 1")
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"--num_classes={self.num_classes}: must be at least 2")
 
-    def eval_batches(self) -> int:
-        return self.num_eval_batches or max(1, int(50000 / self.batch_size))
+    def eval_image_limit(self) -> int:
+        """Most images one validation reads (fewer when the split is smaller)."""
+        if self.num_eval_batches:
+            return self.num_eval_batches * self.batch_size
+        return self.max_eval_images
 
     def debugged(self) -> TrainConfig:
         """`--debug` as the original: batch 4, 100 steps, one eval batch, save every step."""

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 import keras
 import tensorflow as tf
 
-from delf_core import __version__
+from delf_core import __version__, storage
 from delf_core.input_pipeline import create_dataset
 from delf_core.model import load_imagenet_weights
 from delf_core.training import summaries
 from delf_core.training.config import TrainConfig, resolve_num_classes
+from delf_core.training.data_checks import RecordsError, check_records, read_error
 from delf_core.training.distribute import make_cluster
-from delf_core.training.losses import correct_predictions
 from delf_core.training.schedule import linear_decay
 from delf_core.training.step import build_model_and_optimizer, make_train_step
+from delf_core.training.validation import Validation
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "delf_tf2-ckpt"
@@ -62,14 +63,24 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
         global_steps_per_sec).
 
     Raises:
-      ValueError: for a bad flag or a missing dataset.
+      ValueError: for a bad flag.
+      RecordsError: (a ValueError) when a file pattern matches nothing or only empty
+        files, a first record is not a GLDv2 example, or a record read later is damaged.
       LabelOutOfRangeError: when a label is outside [0, num_classes).
     """
     config = config.debugged()
     config.validate()
-    num_classes = resolve_num_classes(config)
+    # Before any TensorFlow op: a multi-worker strategy must be made first.
     cluster = make_cluster()
     strategy = cluster.strategy
+    # The data is checked before the model is built, so a typo fails in seconds.
+    check_records(
+        "train_file_pattern", config.train_file_pattern, config.image_size, config.use_augmentation
+    )
+    validation_files = check_records(
+        "validation_file_pattern", config.validation_file_pattern, config.image_size, False
+    )
+    num_classes = resolve_num_classes(config)
     # Seeds Python, NumPy and TensorFlow: the same seed gives the same initial weights.
     keras.utils.set_random_seed(config.seed)
 
@@ -112,37 +123,21 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
         deterministic=config.deterministic,
     )
     iterator = iter(strategy.experimental_distribute_dataset(train_data))
-    validation_data = create_dataset(
-        config.validation_file_pattern,
-        config.image_size,
-        global_batch,
-        augmentation=False,
-        seed=config.seed,
-        deterministic=config.deterministic,
+    # Validation images for the summaries; repeating is safe: the split holds a record.
+    summary_images = iter(
+        create_dataset(
+            config.validation_file_pattern,
+            config.image_size,
+            global_batch,
+            augmentation=False,
+            seed=config.seed,
+            deterministic=config.deterministic,
+        )
     )
-    validation_iterator = iter(validation_data)
+    validation = Validation(model, config, validation_files)
 
     # ---- One step -----------------------------------------------------------------------
     train_steps = make_train_step(model, optimizer, strategy, config, num_classes)
-
-    @tf.function
-    def validation_step(images: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits = model.validation_logits(images)
-        return {
-            "desc": correct_predictions(labels, logits["desc_logits"]),
-            "attn": correct_predictions(labels, logits["attn_logits"]),
-        }
-
-    def validate() -> dict[str, float]:
-        correct = {"desc": 0.0, "attn": 0.0}
-        seen = 0
-        for _ in range(config.eval_batches()):
-            images, labels = next(validation_iterator)
-            counts = validation_step(images, labels)
-            for name in correct:
-                correct[name] += float(counts[name])
-            seen += int(labels.shape[0])
-        return {f"validation/{name}": value / max(seen, 1) for name, value in correct.items()}
 
     # ---- Loop ---------------------------------------------------------------------------
     writer = summaries.writer(config.logdir, cluster.is_chief)
@@ -162,7 +157,9 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
                     f"a label in {config.train_file_pattern} is outside [0, {num_classes}): "
                     "check --num_classes or --dataset_version"
                 ) from None
-            raise
+            _raise_read_error("train_file_pattern", config.train_file_pattern, error)
+        except tf.errors.DataLossError as error:
+            _raise_read_error("train_file_pattern", config.train_file_pattern, error)
         step = int(optimizer.iterations.numpy())
         if step % config.report_interval == 0 or step == config.max_iters:
             metrics = {name: float(value) for name, value in values.items()}
@@ -172,7 +169,10 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
                 linear_decay(config.initial_lr, config.max_iters)(step)
             )
             metrics["global_steps_per_sec"] = rate
-            images, _ = next(validation_iterator)
+            try:
+                images, _ = next(summary_images)
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+                _raise_read_error("validation_file_pattern", config.validation_file_pattern, error)
             summaries.write_step(writer, step, metrics, model, images)
             log.info(
                 "train: step %d/%d loss %.4f desc acc %.3f attn acc %.3f lr %.5f; %.2f steps/s, "
@@ -191,14 +191,13 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
             if report is not None:
                 report(step, config.max_iters, dict(metrics))
         if step % config.eval_interval == 0 or step == config.max_iters:
-            validation = validate()
-            metrics.update(validation)
+            validated = validation.run(step)
+            metrics.update(validated)
             if history and history[-1]["step"] == step:
-                history[-1].update(validation)
+                history[-1].update(validated)
             else:
-                history.append({"step": step, **validation})
-            summaries.write_scalars(writer, step, validation)
-            log.info("train: step %d validation %s", step, validation)
+                history.append({"step": step, **validated})
+            summaries.write_scalars(writer, step, validated)
         if step % config.save_interval == 0 or step == config.max_iters:
             _save(manager, checkpoint, model, step, config.logdir, cluster.is_chief)
     if cluster.is_chief:
@@ -206,6 +205,14 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
     else:
         shutil.rmtree(manager.directory, ignore_errors=True)
     return TrainResult(step, metrics, resumed_from, history=tuple(history))
+
+
+def _raise_read_error(flag: str, file_pattern: str, error: tf.errors.OpError) -> NoReturn:
+    """Raises the one-line RecordsError for a read of damaged records, else `error`."""
+    problem: RecordsError | None = read_error(flag, file_pattern, error)
+    if problem is None:
+        raise error
+    raise problem from None
 
 
 def _steps_to_run(step: int, config: TrainConfig) -> int:
@@ -234,7 +241,6 @@ def _write_manifest(
         "metrics": metrics,
         "history": history,
     }
-    path = os.path.join(config.logdir, MANIFEST_NAME)
-    with tf.io.gfile.GFile(path + ".tmp", "w") as handle:
-        handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    # Written last and whole (synced, then renamed): it says the run is done.
+    fs, logdir = storage.resolve(config.logdir)
+    storage.write_json(fs, storage.join(logdir, MANIFEST_NAME), manifest)
