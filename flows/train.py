@@ -151,6 +151,13 @@ def publish_train_summary(flags: TrainConfig, result: TrainResult, started: floa
     )
 
 
+def _worth_retrying(task, task_run, state) -> bool:
+    # A crash (preemption, out of memory) may pass; bad flags or bad records
+    # (RecordsError, LabelOutOfRangeError: ValueErrors) fail the same way every time.
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, ValueError)
+
+
 @task(
     name="train",
     task_run_name="train",
@@ -160,6 +167,7 @@ def publish_train_summary(flags: TrainConfig, result: TrainResult, started: floa
     # A crash (preemption, out of memory) is retried; the retry restores the checkpoint.
     retries=2,
     retry_delay_seconds=60,
+    retry_condition_fn=_worth_retrying,
 )
 def train_task(config: TrainConfig) -> dict:
     """Trains (or resumes) `config`; shows progress, then the metrics and a summary.
