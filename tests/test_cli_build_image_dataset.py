@@ -122,7 +122,7 @@ def test_python_m_entry_point_runs_the_job(workdir):
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert manifest(workdir)["splits"]["train"]["records"] == 60

@@ -24,7 +24,7 @@ ENTRY = {"size": 10240, "md5": "0" * 32, "images": 3, "tar_kept": True}
 def record_tars(split_dir: str, first: int, count: int, start) -> None:
     """Runs in a spawned process: records `count` tars once every process is ready."""
     manifest = SplitManifest(fsspec.filesystem("file"), split_dir, "train")
-    start.wait(timeout=120)
+    start.wait(timeout=600)
     for index in range(first, first + count):
         manifest.record("tars", layout.tar_name(index), dict(ENTRY), "http://mirror")
 
@@ -41,7 +41,7 @@ def test_processes_recording_at_once_lose_no_entry(tmp_path):
     for process in processes:
         process.start()
     start.set()
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600
     for process in processes:
         process.join(timeout=max(1.0, deadline - time.monotonic()))
         assert process.exitcode == 0, "a recording process failed or hung"

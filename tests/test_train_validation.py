@@ -41,7 +41,7 @@ def validation_lines(caplog) -> list[str]:
 # On the original's bound (int(50000 / batch_size) = 25,000 batches) this runs for many
 # minutes: the timeout makes that a failure, not a stall of the suite.
 @pytest.mark.integration
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(900)
 def test_a_smoke_run_validates_exactly_the_split_from_the_manifest(mini_records, tmp_path, caplog):
     manifest = json.loads((mini_records / "build_image_dataset_manifest.json").read_text())
     size = manifest["splits"]["validation"]["records"]
