@@ -145,6 +145,29 @@ def test_several_steps_per_call_still_stop_at_every_report_and_save(records, tmp
     assert saved == ["ckpt-5.index", "ckpt-7.index"]
 
 
+def test_every_saved_checkpoint_reaches_the_disk_with_its_marker(records, tmp_path, monkeypatch):
+    """A power cut must not leave the `checkpoint` marker naming bytes still in memory."""
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    logdir = tmp_path / "logs"
+
+    train(tiny(records, logdir, eval_interval=100))
+
+    checkpoints = logdir / "delf_tf2-ckpt"
+    for step in (2, 4):
+        for path in checkpoints.glob(f"ckpt-{step}.*"):
+            assert str(path) in synced, path
+    assert str(checkpoints / "checkpoint") in synced and str(checkpoints) in synced
+    weights = list(logdir.glob("delf_weights.*"))
+    assert weights and all(str(path) in synced for path in weights)
+
+
 def test_labels_out_of_range_are_an_error_not_a_clip(records, tmp_path):
     with pytest.raises(LabelOutOfRangeError, match=r"outside \[0, 3\)"):
         train(tiny(records, tmp_path / "logs", num_classes=3, dataset_version="gld_v1"))
@@ -156,13 +179,13 @@ def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(record
         records,
         logdir,
         "--batch_size=2",
-        "--max_iters=200",
+        "--max_iters=60",
         "--save_interval=2",
         "--report_interval=2",
         "--eval_interval=1000",
     )
-    # 200 steps: far more than the run can make between the poll that sees step 4's
-    # checkpoint and the kill, however loaded the machine.
+    # The 56 steps after step 4's checkpoint take far longer than the poll that sees
+    # it and the kill, however loaded the machine (each step saves a checkpoint).
     process = subprocess.Popen(
         [sys.executable, "-m", "delf_cli.main", *argv],
         stdout=subprocess.DEVNULL,
@@ -176,7 +199,7 @@ def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(record
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     saved = int(tf.train.latest_checkpoint(str(logdir / "delf_tf2-ckpt")).rsplit("-", 1)[1])
-    assert saved < 200
+    assert saved < 60
 
     from delf_cli.train import config_from_args
 
@@ -184,11 +207,11 @@ def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(record
     # The same command again.
     resumed = train(config_from_args(parse_args(argv)[1]), on_report=lambda s, *_: steps.append(s))
 
-    assert resumed.resumed_from == saved and resumed.step == 200
-    assert steps == list(range(saved, 201, 2))  # progress starts where the checkpoint left off
+    assert resumed.resumed_from == saved and resumed.step == 60
+    assert steps == list(range(saved, 61, 2))  # progress starts where the checkpoint left off
     first = resumed.history[0]
     assert first["step"] == saved + 2
-    assert first["learning_rate"] == pytest.approx(0.01 * (1 - first["step"] / 200), rel=1e-5)
+    assert first["learning_rate"] == pytest.approx(0.01 * (1 - first["step"] / 60), rel=1e-5)
     assert train(config_from_args(parse_args(argv)[1])).already_done
 
 

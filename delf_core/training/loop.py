@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
 import os
 import shutil
@@ -223,10 +224,26 @@ def _steps_to_run(step: int, config: TrainConfig) -> int:
 
 
 def _save(manager, checkpoint, model, step: int, logdir: str, is_chief: bool) -> None:
-    manager.save(checkpoint_number=step)
+    saved = manager.save(checkpoint_number=step)
+    _sync_to_disk(saved, os.path.join(manager.directory, "checkpoint"))
     if is_chief:
         # The weights alone, for the export steps (the original's --ckpt_path).
-        tf.train.Checkpoint(model=model).write(os.path.join(logdir, WEIGHTS_NAME))
+        weights = tf.train.Checkpoint(model=model).write(os.path.join(logdir, WEIGHTS_NAME))
+        _sync_to_disk(weights)
+
+
+def _sync_to_disk(prefix: str, *others: str) -> None:
+    """Flushes a local checkpoint's files (and `others`, e.g. the `checkpoint` marker that
+    names the latest) and their folder to disk, so a power cut cannot leave a marker
+    naming bytes that never reached it. Object stores publish whole objects already.
+    """
+    if "://" in prefix:
+        return
+    folder = os.path.dirname(prefix)
+    for path in [*glob.glob(glob.escape(prefix) + ".*"), *others]:
+        if os.path.isfile(path):
+            storage.fsync_file(path)
+    storage.fsync_dir(folder)
 
 
 def _write_manifest(
