@@ -13,7 +13,6 @@ from delf_cli.prefect_server import DEFAULT_STARTUP_SECONDS, STARTUP_TIMEOUT_SET
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
-DELF = str(Path(sys.executable).with_name("delf"))
 READ_LIMIT = (
     "from delf_cli.prefect_server import allow_slow_start\n"
     "allow_slow_start()\n"
@@ -61,7 +60,7 @@ def test_the_embedded_server_gets_a_generous_limit_unless_the_user_chose_one(tmp
 def test_a_server_that_does_not_start_ends_in_one_line_saying_what_to_do(tmp_path):
     # A limit of 0 s: Prefect gives up on its temporary server before it can answer.
     done = subprocess.run(
-        [DELF, "gldv2", f"--param=output_root={tmp_path / 'out'}"],
+        [sys.executable, "-m", "delf_cli.main", "gldv2", f"--param=output_root={tmp_path / 'out'}"],
         cwd=REPO,
         env=clean_env(tmp_path, **{STARTUP_TIMEOUT_SETTING: "0"}),
         capture_output=True,
