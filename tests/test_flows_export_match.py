@@ -66,6 +66,7 @@ def test_seed_delf_config_reads_back_and_asks_delg_for_scales_3_to_5(tmp_path):
     assert delg.use_global_features and list(delg.delf_global_config.image_scales_ind) == [3, 4, 5]
 
 
+@pytest.mark.integration
 def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
     prefect_harness, mini_gldv2, tmp_path
 ):
@@ -118,6 +119,7 @@ def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
     assert features[0].exists()
 
 
+@pytest.mark.integration
 def test_new_weights_replace_the_export_and_its_features(prefect_harness, mini_gldv2, tmp_path):
     train = write_weights(tmp_path / "logs", seed=1)
     check = ModelCheck(same_landmark_pair(str(mini_gldv2)), UNTRAINED_THRESHOLD)
