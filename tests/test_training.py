@@ -173,33 +173,56 @@ def test_labels_out_of_range_are_an_error_not_a_clip(records, tmp_path):
         train(tiny(records, tmp_path / "logs", num_classes=3, dataset_version="gld_v1"))
 
 
+# `delf train` that stops for good once step 4's checkpoint is saved: the test kills it
+# there, so the kill always lands between two checkpoints however loaded the machine.
+_STOPS_AFTER_STEP_4 = """
+import sys, threading
+import delf_core.training.loop as loop
+from delf_cli.main import main
+
+save = loop._save
+
+def save_then_wait(manager, checkpoint, model, step, *args):
+    save(manager, checkpoint, model, step, *args)
+    if step == 4:
+        open(sys.argv[1], "w").close()
+        threading.Event().wait(900)  # the test kills the process here
+
+loop._save = save_then_wait
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(records, tmp_path):
     logdir = tmp_path / "logs"
     argv = train_argv(
         records,
         logdir,
         "--batch_size=2",
-        "--max_iters=60",
+        "--max_iters=10",
         "--save_interval=2",
         "--report_interval=2",
         "--eval_interval=1000",
     )
-    # The 56 steps after step 4's checkpoint take far longer than the poll that sees
-    # it and the kill, however loaded the machine (each step saves a checkpoint).
+    reached = tmp_path / "saved_step_4"
     process = subprocess.Popen(
-        [sys.executable, "-m", "delf_cli.main", *argv],
+        [sys.executable, "-c", _STOPS_AFTER_STEP_4, str(reached), *argv],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    deadline = time.monotonic() + 900
-    while not list((logdir / "delf_tf2-ckpt").glob("ckpt-4.index")):
-        assert process.poll() is None, "training ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    try:
+        deadline = time.monotonic() + 900
+        while not reached.exists():
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no checkpoint of step 4 appeared"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.communicate()
     saved = int(tf.train.latest_checkpoint(str(logdir / "delf_tf2-ckpt")).rsplit("-", 1)[1])
-    assert saved < 60
+    assert saved == 4
 
     from delf_cli.train import config_from_args
 
@@ -207,11 +230,11 @@ def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(record
     # The same command again.
     resumed = train(config_from_args(parse_args(argv)[1]), on_report=lambda s, *_: steps.append(s))
 
-    assert resumed.resumed_from == saved and resumed.step == 60
-    assert steps == list(range(saved, 61, 2))  # progress starts where the checkpoint left off
+    assert resumed.resumed_from == 4 and resumed.step == 10
+    assert steps == [4, 6, 8, 10]  # progress starts where the checkpoint left off
     first = resumed.history[0]
-    assert first["step"] == saved + 2
-    assert first["learning_rate"] == pytest.approx(0.01 * (1 - first["step"] / 60), rel=1e-5)
+    assert first["step"] == 6
+    assert first["learning_rate"] == pytest.approx(0.01 * (1 - 6 / 10), rel=1e-5)
     assert train(config_from_args(parse_args(argv)[1])).already_done
 
 
