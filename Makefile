@@ -21,12 +21,17 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $(STAMP)
 
+# Test processes (pytest-xdist); each starts its own Prefect test server and TensorFlow.
+# A test file stays on one process, so its fixtures are built once.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 # The inner loop: everything but the tests marked integration or e2e (CI runs them all).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not integration and not e2e"
+	$(PYTEST) -m "not integration and not e2e"
 
 # The whole gldv2 flow on the mini dataset (deployment gldv2-mini's parameters), on
 # Prefect's embedded server unless PREFECT_API_URL names one (see `make ui`).
