@@ -6,10 +6,8 @@ import csv
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from beam_jobs.build_image_dataset import run_build
 from delf_cli.main import main
 from delf_core.build_image_dataset import MANIFEST_NAME, REPORT_NAME
 from delf_core.gldv2 import layout
+from tests.killed_process import kill_when_marked
 from tests.test_build_hostile import jpeg_claiming
 from tests.test_build_image_dataset import clean_csv, config_for, read_split
 
@@ -198,24 +197,14 @@ def test_a_rebuild_killed_midway_leaves_no_manifest_and_the_next_run_rebuilds(da
     out = tmp_path / "out"
     run_build(config_for(dataset, out, num_shards=4, test_csv_path=None))
     reached = tmp_path / "reached_finalize"
-    process = subprocess.Popen(
+    kill_when_marked(
         [sys.executable, "-c", _STOPS_BEFORE_THE_MANIFEST, str(reached)]
         + cli_flags(dataset, out, num_shards=2),
+        reached,
+        "the build's manifest",
+        timeout=600,
         cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
     )
-    try:
-        deadline = time.monotonic() + 600
-        while not reached.exists():
-            assert process.poll() is None, process.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "the build never reached its manifest"
-            time.sleep(0.2)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.communicate()
 
     # Every shard of the new build is written, and still none passes for a finished build.
     assert set(shard_names("train", 2)) <= set(on_disk(out))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import tensorflow as tf
@@ -16,6 +14,7 @@ from delf_cli.main import main, parse_args
 from delf_core.training.config import NUM_CLASSES, TrainConfig
 from delf_core.training.loop import LabelOutOfRangeError, train
 from tests.conftest import free_port
+from tests.killed_process import kill_when_marked
 
 pytestmark = pytest.mark.integration
 
@@ -205,22 +204,11 @@ def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(record
         "--eval_interval=1000",
     )
     reached = tmp_path / "saved_step_4"
-    process = subprocess.Popen(
+    kill_when_marked(
         [sys.executable, "-c", _STOPS_AFTER_STEP_4, str(reached), *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        reached,
+        "the checkpoint of step 4",
     )
-    try:
-        deadline = time.monotonic() + 900
-        while not reached.exists():
-            assert process.poll() is None, process.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no checkpoint of step 4 appeared"
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.communicate()
     saved = int(tf.train.latest_checkpoint(str(logdir / "delf_tf2-ckpt")).rsplit("-", 1)[1])
     assert saved == 4
 
