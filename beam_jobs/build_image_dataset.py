@@ -1,16 +1,14 @@
 """build_image_dataset as an Apache Beam job: GLDv2 images to sharded TFRecords.
 
-Run as `delf build_image_dataset ...` or `python -m beam_jobs.build_image_dataset ...`:
-the original's flags shape the dataset, every other flag is a Beam pipeline option
+`run_build(config, pipeline_args)` runs it; `delf build_image_dataset` gives it the
+original's flags as the config and every other flag as a Beam pipeline option
 (`--runner`, `--direct_num_workers`, `--project`, `--temp_location`, ...).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 
 import apache_beam as beam
 import fsspec
@@ -33,8 +31,6 @@ from delf_core.build_image_dataset import (
 )
 from delf_core.build_image_dataset.folder import first_stop, prepare_output, record_stop
 from delf_core.build_image_dataset.write import StrictModeError, strict_error
-from delf_core.cli_flags import add_bool_flag, add_flag, normalize_bool_values, positive_int
-from delf_core.gldv2.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 NAMESPACE = "build_image_dataset"
@@ -212,122 +208,3 @@ def _last_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     last = lines[-1] if lines else type(error).__name__
     return last if len(last) <= 500 else f"{last[:497]}..."
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_flag(
-        parser,
-        "train_directory",
-        "/tmp/",
-        "folder of train images (*.jpg); may hold wildcards, e.g. gldv2_dataset/train/*/*/*/",
-    )
-    add_flag(parser, "test_directory", None, "folder of test images; may hold wildcards")
-    add_flag(parser, "output_directory", "/tmp/", "where the shards and relabeling.csv go")
-    add_flag(
-        parser,
-        "train_csv_path",
-        "/tmp/train.csv",
-        "train.csv (id,url,landmark_id); used when there is no clean CSV",
-    )
-    add_flag(
-        parser,
-        "train_clean_csv_path",
-        None,
-        "train_clean.csv (landmark_id,images): keep only these images, relabeled 0..K-1",
-    )
-    add_flag(
-        parser,
-        "test_csv_path",
-        None,
-        "when set, test shards are built from --test_directory (the file is not read)",
-    )
-    add_flag(parser, "num_shards", 128, "shards per split", type=positive_int)
-    add_bool_flag(
-        parser,
-        "generate_train_validation_splits",
-        False,
-        "split train per class into train and validation",
-    )
-    add_flag(
-        parser,
-        "validation_split_size",
-        0.2,
-        "fraction of each class for validation (at least one image)",
-        type=float,
-    )
-    add_flag(parser, "seed", 0, "seed of the split and of the record order", type=int)
-    add_bool_flag(
-        parser,
-        "strict",
-        False,
-        "fail on the first missing or unreadable image instead of reporting it",
-    )
-    add_flag(
-        parser,
-        "max_image_pixels",
-        DEFAULT_MAX_PIXELS,
-        "images whose header claims more pixels (width x height) are left out undecoded "
-        "and reported as too_large",
-        type=positive_int,
-    )
-    add_bool_flag(
-        parser,
-        "allow_empty",
-        False,
-        "build a split that has no image instead of refusing",
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> BuildConfig:
-    return BuildConfig(
-        train_directory=args.train_directory,
-        test_directory=args.test_directory,
-        output_directory=args.output_directory,
-        train_csv_path=args.train_csv_path,
-        train_clean_csv_path=args.train_clean_csv_path,
-        test_csv_path=args.test_csv_path,
-        num_shards=args.num_shards,
-        generate_train_validation_splits=args.generate_train_validation_splits,
-        validation_split_size=args.validation_split_size,
-        seed=args.seed,
-        strict=args.strict,
-        max_image_pixels=args.max_image_pixels,
-        allow_empty=args.allow_empty,
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Runs the build from parsed flags; `args.pipeline_args` holds the Beam options."""
-    try:
-        manifest = run_build(config_from_args(args), getattr(args, "pipeline_args", []))
-    except (ValueError, StrictModeError, BuildJobError, OSError) as error:
-        message = " ".join(str(error).splitlines())
-        print(f"build_image_dataset: error: {message}", file=sys.stderr)
-        return 2 if isinstance(error, ValueError) else 1
-    counts = ", ".join(
-        f"{name} {split['records']} records in {len(split['shards'])} shards"
-        for name, split in manifest["splits"].items()
-    )
-    problems = ", ".join(f"{count} {kind}" for kind, count in manifest["problems"].items())
-    print(
-        f"build_image_dataset: {counts}; problems: {problems or 'none'} (see {manifest['report']})"
-    )
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m beam_jobs.build_image_dataset",
-        description="GLDv2 images to sharded TFRecords; other flags are Beam options.",
-    )
-    add_arguments(parser)
-    args, pipeline_args = parser.parse_known_args(
-        normalize_bool_values(parser, sys.argv[1:] if argv is None else argv)
-    )
-    args.pipeline_args = pipeline_args
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

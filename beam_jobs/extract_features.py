@@ -1,8 +1,8 @@
 """extract_features as an Apache Beam job: the same feature files, over millions of images.
 
-Run as `python -m beam_jobs.extract_features ...` (or through `delf`): the flags of
-`delf extract_features` (list form or DELG form), plus `--images_glob`; every other flag
-is a Beam pipeline option (`--runner`, `--direct_num_workers`, `--project`, ...).
+`run_extract(job, pipeline_args)` runs it; `delf extract_features --beam` gives it the
+job of its flags (list form or DELG form, or `--images_glob`) and every other flag as a
+Beam pipeline option (`--runner`, `--direct_num_workers`, `--project`, ...).
 
 The launcher reads the config and the images, lists the output folder once and plans
 only the images with a missing output file, so a rerun finishes an interrupted job and
@@ -14,10 +14,8 @@ status is 1 when any image failed, unless --allow_failures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 import uuid
 
@@ -30,15 +28,12 @@ from google.protobuf import text_format
 
 from beam_jobs.build_image_dataset import pipeline_options
 from delf_core import storage
-from delf_core.cli_flags import normalize_bool_values
-from delf_core.features import extract_job, parse_delf_config
+from delf_core.features import parse_delf_config
 from delf_core.features.extract import ImageItem, extract_item
 from delf_core.features.extract_job import (
     MANIFEST_NAME,
     ExtractJobConfig,
     ExtractPlan,
-    config_from_args,
-    failures_line,
     finish,
     plan_extraction,
     read_manifest,
@@ -237,7 +232,7 @@ def run_extract(job: ExtractJobConfig, pipeline_args: list[str] | None = None) -
     """Plans what is left, runs the job over it, and returns the manifest.
 
     Args:
-        job: What to extract (see `config_from_args`).
+        job: What to extract (`ExtractFeaturesConfig.job()` of the flags).
         pipeline_args: Beam options; none gives the local runner with a thread per core.
 
     Returns:
@@ -273,53 +268,3 @@ def run_extract(job: ExtractJobConfig, pipeline_args: list[str] | None = None) -
     manifest = read_manifest(job.output_dir)
     assert manifest is not None, f"the job finished without writing its {MANIFEST_NAME}"
     return manifest
-
-
-# `delf` passes the flags it does not know on as Beam pipeline options.
-PASSES_UNKNOWN_FLAGS = True
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `delf extract_features`, both forms, and `--images_glob`."""
-    extract_job.add_arguments(parser, images_glob=True)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Runs the job from parsed flags; `args.pipeline_args` holds the Beam options."""
-    try:
-        manifest = run_extract(config_from_args(args), getattr(args, "pipeline_args", []))
-    except (OSError, ValueError) as error:
-        print(f"extract_features: error: {error}", file=sys.stderr)
-        return 1
-    counts = manifest["counts"]
-    print(
-        f"{counts['extracted']} extracted, {counts['skipped']} already done, "
-        f"{counts['failed']} failed, of {counts['total']} images"
-    )
-    if counts["failed"]:
-        line = failures_line(counts["failed"], counts["total"], manifest["params"]["output_dir"])
-        if not getattr(args, "allow_failures", False):
-            print(f"extract_features: error: {line} (--allow_failures exits 0)", file=sys.stderr)
-            return 1
-        print(line)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m beam_jobs.extract_features",
-        description="Extract .delf or .delg_local/.delg_global features as a Beam job; "
-        "other flags are Beam options.",
-    )
-    add_arguments(parser)
-    args, pipeline_args = parser.parse_known_args(
-        normalize_bool_values(parser, sys.argv[1:] if argv is None else argv)
-    )
-    args.pipeline_args = pipeline_args
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

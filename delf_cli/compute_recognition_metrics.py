@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from delf_cli.compute_retrieval_metrics import load
-from delf_core.cli_flags import add_flag
+from delf_cli.flags import add_flag
 from delf_core.retrieval import gldv2_metrics as gm
 
 _NAME = "delf compute_recognition_metrics"

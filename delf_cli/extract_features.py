@@ -6,12 +6,8 @@ import argparse
 import logging
 import sys
 
-from delf_core.cli_flags import add_bool_flag
-
-# The flags live with the job in delf_core, so that the Beam job (beam_jobs, which may
-# not import delf_cli) takes exactly the same ones.
-from delf_core.features.extract_job import add_arguments as add_job_arguments
-from delf_core.features.extract_job import config_from_args
+from delf_cli.flags import add_bool_flag, add_options, build_config
+from delf_core.features.extract_job import ExtractFeaturesConfig
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +18,7 @@ _SHOWN_FAILURES = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_job_arguments(parser, images_glob=True)
+    add_options(parser, ExtractFeaturesConfig)
     add_bool_flag(
         parser,
         "beam",
@@ -32,10 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    flags = build_config(args, ExtractFeaturesConfig)
     if args.beam:
-        from beam_jobs.extract_features import run as run_beam
-
-        return run_beam(args)
+        return _run_beam(flags, args.pipeline_args)
     if args.pipeline_args:
         log.error("unknown flags %s (Beam options need --beam)", " ".join(args.pipeline_args))
         return 2
@@ -44,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from delf_core.features.extractor import Extractor
 
     try:
-        job = config_from_args(args)
+        job = flags.job()
         config, items = job.load()
         extractor = Extractor(config)
     except (OSError, ValueError) as error:
@@ -69,8 +64,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"failed: {name}: {reason}")
     if len(report.failed) > _SHOWN_FAILURES:
         print(f"... and {len(report.failed) - _SHOWN_FAILURES} more failed")
-    if report.failed and not args.allow_failures:
+    if report.failed and not flags.allow_failures:
         line = failures_line(len(report.failed), report.total, job.output_dir)
         print(f"delf extract_features: error: {line} (--allow_failures exits 0)", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_beam(flags: ExtractFeaturesConfig, pipeline_args: list[str]) -> int:
+    """The job on Beam; the same counts, report and exit status."""
+    from beam_jobs.extract_features import run_extract
+    from delf_core.features.extract_job import failures_line
+
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    try:
+        manifest = run_extract(flags.job(), pipeline_args)
+    except (OSError, ValueError) as error:
+        print(f"extract_features: error: {error}", file=sys.stderr)
+        return 1
+    counts = manifest["counts"]
+    print(
+        f"{counts['extracted']} extracted, {counts['skipped']} already done, "
+        f"{counts['failed']} failed, of {counts['total']} images"
+    )
+    if counts["failed"]:
+        line = failures_line(counts["failed"], counts["total"], manifest["params"]["output_dir"])
+        if not flags.allow_failures:
+            print(f"extract_features: error: {line} (--allow_failures exits 0)", file=sys.stderr)
+            return 1
+        print(line)
     return 0

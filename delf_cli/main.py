@@ -9,7 +9,7 @@ import os
 import sys
 from types import ModuleType
 
-from delf_core.cli_flags import normalize_bool_values
+from delf_cli.flags import normalize_bool_values
 
 # One module per subcommand, named after the step (DESIGN.md rule 2). Each module has
 # add_arguments(parser) and run(args) -> exit code, and is imported only when used,

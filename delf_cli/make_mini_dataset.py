@@ -7,7 +7,7 @@ import dataclasses
 import sys
 import time
 
-from delf_core.cli_flags import add_flag
+from delf_cli.flags import add_flag
 from delf_core.gldv2 import layout
 from delf_core.gldv2.mini import MiniDatasetConfig, make_mini_dataset
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from delf_core.cli_flags import add_flag
+from delf_cli.flags import add_flag
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from delf_core.cli_flags import add_flag, non_negative_int, positive_int
+from delf_cli.flags import add_flag, non_negative_int, positive_int
 from delf_core.matching.match import MatchConfig
 
 _DEFAULTS = MatchConfig()

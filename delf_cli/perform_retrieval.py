@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from delf_core.cli_flags import add_bool_flag, add_flag, positive_int
+from delf_cli.flags import add_bool_flag, add_flag, positive_int
 from delf_core.retrieval.perform import RetrievalConfig
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from delf_cli.flags import add_flag
 from delf_cli.prefect_server import allow_slow_start, start_failure
-from delf_core.cli_flags import add_flag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

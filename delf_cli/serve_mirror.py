@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from delf_core.cli_flags import add_flag, non_negative_int
+from delf_cli.flags import add_flag, non_negative_int
 from delf_core.gldv2.mirror import MirrorServer
 
 

@@ -24,7 +24,6 @@ from delf_core.download import (
     DownloadConfig,
     DownloadError,
     PermanentHTTPError,
-    RetryPolicy,
     TarJob,
     UnsafeTarError,
     download_metadata_file,
@@ -107,7 +106,7 @@ def download_one_tar(config: DownloadConfig, job: TarJob, expected_md5: str) -> 
 
 # The runner of a direct call. It cannot know the call's `max_workers`, so a flow run on
 # it fans out on a pool of its own; a runner given with `with_options` is used as is.
-_DEFAULT_RUNNER = ThreadPoolTaskRunner(max_workers=8)
+_DEFAULT_RUNNER = ThreadPoolTaskRunner()
 
 
 def _fan_out_runner(max_workers: int) -> contextlib.AbstractContextManager[TaskRunner]:
@@ -117,41 +116,21 @@ def _fan_out_runner(max_workers: int) -> contextlib.AbstractContextManager[TaskR
     return contextlib.nullcontext(context.task_runner)
 
 
-@flow(name="download_gldv2", log_prints=False, task_runner=_DEFAULT_RUNNER)
-def download_gldv2(
-    num_train: int,
-    num_index: int,
-    num_test: int,
-    output_dir: str = "gldv2_dataset",
-    base_url: str = layout.DEFAULT_BASE_URL,
-    max_workers: int = 8,
-    delete_tars: bool = False,
-    retries: int = 5,
-    backoff_seconds: float = 1.0,
-) -> dict[str, Any]:
+@flow(name="download", log_prints=False, task_runner=_DEFAULT_RUNNER)
+def download(config: DownloadConfig) -> dict[str, Any]:
     """Downloads GLDv2 tars, md5 files and CSVs; fails, naming each bad file, if any failed.
 
-    Files download as mapped tasks, at most `max_workers` at a time on a thread pool, or
-    on the task runner given with `with_options` (see `run_download_gldv2`). A rerun
+    Files download as mapped tasks, at most `config.max_workers` at a time on a thread
+    pool, or on the task runner given with `with_options` (see `run_download`). A rerun
     skips tars that are verified and unpacked; they show as Cached.
     """
     started = time.monotonic()
-    config = DownloadConfig(
-        num_train=num_train,
-        num_index=num_index,
-        num_test=num_test,
-        output_dir=output_dir,
-        base_url=base_url,
-        max_workers=max_workers,
-        delete_tars=delete_tars,
-        retry=RetryPolicy(retries=retries, backoff_seconds=backoff_seconds),
-    )
     config.validate()
     metadata = [
         (split, remote) for split in layout.SPLITS for remote in layout.METADATA_FILES[split]
     ]
     failures: list[str] = []
-    with _fan_out_runner(max_workers) as runner:
+    with _fan_out_runner(config.max_workers) as runner:
         # The CSVs download while the md5 files are read.
         metadata_futures = runner.map(
             download_metadata,
@@ -226,19 +205,19 @@ def download_gldv2(
     return summary
 
 
-def run_download_gldv2(
-    *args: Any,
-    max_workers: int = 8,
+def run_download(
+    config: DownloadConfig,
+    *,
     use_dask: bool = False,
     dask_address: str | None = None,
     dask_workers: int | None = None,
-    **kwargs: Any,
+    return_state: bool = False,
 ) -> Any:
-    """Runs `download_gldv2` (same arguments) on the task runner picked here.
+    """Runs the `download` flow on the task runner picked here.
 
-    A bounded thread pool of `max_workers` by default; Dask with `use_dask` (a temporary
-    local cluster of `dask_workers` processes) or `dask_address` (a running cluster).
-    Returns the flow's summary, or its final state with `return_state=True`.
+    A bounded thread pool of `config.max_workers` by default; Dask with `use_dask` (a
+    temporary local cluster of `dask_workers` processes) or `dask_address` (a running
+    cluster). Returns the flow's summary, or its final state with `return_state=True`.
     """
-    runner = download_task_runner(max_workers, dask_address, use_dask, dask_workers)
-    return download_gldv2.with_options(task_runner=runner)(*args, max_workers=max_workers, **kwargs)
+    runner = download_task_runner(config.max_workers, dask_address, use_dask, dask_workers)
+    return download.with_options(task_runner=runner)(config, return_state=return_state)

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from beam_jobs.extract_features import main, run_extract
+from beam_jobs.extract_features import run_extract
+from delf_cli.main import main as delf_main
 from delf_core import __version__
 from delf_core.export import ExportConfig, export_model
 from delf_core.features import feature_io, load_delf_config
@@ -70,6 +71,11 @@ def setup(tmp_path_factory):
     )
     return {"root": root, "images": images, "list": str(listed), "config": config,
             "reference": reference}  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    """`delf extract_features --beam` with these flags."""
+    return delf_main(["extract_features", "--beam", *argv])
 
 
 def _manifest(out) -> dict:
@@ -220,20 +226,18 @@ def test_gs_images_and_features_through_the_emulator(setup, gcs_emulator, capsys
 
 
 def test_images_glob_works_in_either_form():
-    import argparse
+    from delf_cli.flags import build_config
+    from delf_cli.main import parse_args
+    from delf_core.features.extract_job import ExtractFeaturesConfig
 
-    from beam_jobs.extract_features import add_arguments
-    from delf_core.features.extract_job import config_from_args
+    def config_from_args(argv):
+        return build_config(parse_args(["extract_features", *argv])[1], ExtractFeaturesConfig).job()
 
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    delg = config_from_args(
-        parser.parse_args(["--delf_config_path=c", "--output_features_dir=o", "--images_glob=g"])
-    )
+    delg = config_from_args(["--delf_config_path=c", "--output_features_dir=o", "--images_glob=g"])
     assert delg == ExtractJobConfig(
         delg_form=True, config_path="c", output_dir="o", images_glob="g"
     )
-    listed = config_from_args(parser.parse_args(["--images_glob=g"]))
+    listed = config_from_args(["--images_glob=g"])
     assert listed == ExtractJobConfig(
         delg_form=False,
         config_path="delf_config_example.pbtxt",

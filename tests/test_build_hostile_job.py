@@ -183,13 +183,14 @@ def test_rebuild_with_another_num_shards_leaves_only_the_new_shards(dataset, tmp
 _STOPS_BEFORE_THE_MANIFEST = """
 import sys, threading
 import beam_jobs.build_image_dataset as job
+from delf_cli.main import main
 
 def finalize(*args, **kwargs):
     open(sys.argv[1], "w").close()
     threading.Event().wait(900)  # the test kills the process here
 
 job.finalize = finalize
-sys.exit(job.main(sys.argv[2:]))
+sys.exit(main(["build_image_dataset", *sys.argv[2:]]))
 """
 
 

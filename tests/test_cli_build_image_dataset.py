@@ -1,4 +1,4 @@
-"""`delf build_image_dataset` and `python -m beam_jobs.build_image_dataset` as users run them."""
+"""`delf build_image_dataset` as users run it."""
 
 from __future__ import annotations
 
@@ -110,12 +110,13 @@ def test_missing_csv_is_a_clear_error(workdir, capsys):
     assert "train_clean.csv" in capsys.readouterr().err
 
 
-def test_python_m_entry_point_runs_the_job(workdir):
+def test_the_delf_command_runs_the_job_in_its_own_process(workdir):
     result = subprocess.run(
         [
             sys.executable,
             "-m",
-            "beam_jobs.build_image_dataset",
+            "delf_cli.main",
+            "build_image_dataset",
             *SEED_COMMAND[:4],
             "--num_shards=2",
             "--runner=DirectRunner",

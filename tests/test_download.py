@@ -18,7 +18,7 @@ from delf_core.gldv2 import layout
 from delf_core.gldv2.mirror import MirrorServer
 from tests.bucket import FaultyHandler, make_bucket, tar_requests, write_md5, write_tar
 
-FAST = RetryPolicy(retries=3, backoff_seconds=0.01, max_backoff_seconds=0.05, read_timeout=5)
+FAST = RetryPolicy(retries=3, backoff_seconds=0.01, max_backoff_seconds=0.05, timeout_seconds=5)
 TARS = {"train": 2, "index": 1, "test": 1}
 
 
@@ -292,7 +292,7 @@ def test_write_tar_helper_is_a_valid_tar(tmp_path):
 def test_a_stalled_response_times_out_and_is_retried(bucket, tmp_path):
     _, url, _ = bucket
     FaultyHandler.reset({"train/images_000.tar": ["stall"]})
-    patient_for_half_a_second = RetryPolicy(retries=2, backoff_seconds=0.01, read_timeout=0.5)
+    patient_for_half_a_second = RetryPolicy(retries=2, backoff_seconds=0.01, timeout_seconds=0.5)
 
     report = download(config_for(url, tmp_path / "out", retry=patient_for_half_a_second))
 

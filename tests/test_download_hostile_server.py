@@ -66,7 +66,7 @@ def mirror(tmp_path):
 
 
 def policy(**overrides) -> RetryPolicy:
-    values = dict(retries=1, backoff_seconds=0.01, max_backoff_seconds=0.02, read_timeout=10)
+    values = dict(retries=1, backoff_seconds=0.01, max_backoff_seconds=0.02, timeout_seconds=10)
     return RetryPolicy(**{**values, **overrides})
 
 

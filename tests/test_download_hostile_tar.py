@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from delf_core.download import DownloadConfig, RetryPolicy, download
+from delf_core.download.members import UnpackLimits
 from delf_core.download.stream_untar import StreamingUnpacker
 from delf_core.gldv2 import layout
 from delf_core.gldv2.mirror import MirrorServer
 from tests.bucket import FaultyHandler, make_bucket, tar_requests, write_md5
 
-FAST = RetryPolicy(retries=1, backoff_seconds=0.01, max_backoff_seconds=0.02, read_timeout=10)
+FAST = RetryPolicy(retries=1, backoff_seconds=0.01, max_backoff_seconds=0.02, timeout_seconds=10)
 IMAGE = "0/0/0/0000000000000000.jpg"
 OTHER_IMAGE = "1/2/3/1230000000000000.jpg"
 # Big enough to notice on disk, small enough that the code before the fix survives it.
@@ -148,7 +149,9 @@ def test_a_tar_with_more_members_than_allowed_is_refused(bucket, tmp_path, path)
     serve_tar(root, "test", 0, data)
     out = tmp_path / "out"
 
-    outcome = run(url, out, path, data, max_tar_members=20)[("test", "images_000.tar")]
+    outcome = run(url, out, path, data, limits=UnpackLimits(max_tar_members=20))[
+        ("test", "images_000.tar")
+    ]
 
     assert outcome.status == "failed"
     assert "--max_tar_members" in one_line(outcome.error)
@@ -163,7 +166,9 @@ def test_a_tar_unpacking_beyond_the_ceiling_is_refused(bucket, tmp_path, path):
     serve_tar(root, "test", 0, data)
     out = tmp_path / "out"
 
-    outcome = run(url, out, path, data, max_unpacked_bytes=5000)[("test", "images_000.tar")]
+    outcome = run(url, out, path, data, limits=UnpackLimits(max_unpacked_bytes=5000))[
+        ("test", "images_000.tar")
+    ]
 
     assert outcome.status == "failed"
     assert "--max_unpacked_bytes" in one_line(outcome.error)

@@ -212,18 +212,20 @@ def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(record
     saved = int(tf.train.latest_checkpoint(str(logdir / "delf_tf2-ckpt")).rsplit("-", 1)[1])
     assert saved == 4
 
-    from delf_cli.train import config_from_args
+    from delf_cli.flags import build_config
 
     steps = []
     # The same command again.
-    resumed = train(config_from_args(parse_args(argv)[1]), on_report=lambda s, *_: steps.append(s))
+    resumed = train(
+        build_config(parse_args(argv)[1], TrainConfig), on_report=lambda s, *_: steps.append(s)
+    )
 
     assert resumed.resumed_from == 4 and resumed.step == 10
     assert steps == [4, 6, 8, 10]  # progress starts where the checkpoint left off
     first = resumed.history[0]
     assert first["step"] == 6
     assert first["learning_rate"] == pytest.approx(0.01 * (1 - 6 / 10), rel=1e-5)
-    assert train(config_from_args(parse_args(argv)[1])).already_done
+    assert train(config).already_done
 
 
 def test_two_cpu_workers_train_together_and_write_one_checkpoint(records, tmp_path):

@@ -8,41 +8,43 @@ from typing import Protocol
 from delf_core.download.fetch import RetryPolicy
 from delf_core.download.members import UnpackLimits
 from delf_core.gldv2 import layout
+from delf_core.step_config import check, nested, option
+
+
+def _tars(split: str) -> str:
+    return f"{split} tars to fetch, images_000 onwards (at most {layout.MAX_TARS[split]})"
 
 
 @dataclasses.dataclass(frozen=True)
 class DownloadConfig:
-    """What to download and how (the flags of `delf download`).
+    """What to download and how: the arguments and flags of `delf download`.
 
-    Attributes:
-      num_train, num_index, num_test: how many tars of each split, from index 0.
-      output_dir: local path or fsspec URL; gets one folder per split.
-      base_url: the bucket root; tars are at `<base_url>/<split>/images_NNN.tar`.
-      max_workers: files fetched at once.
-      delete_tars: remove each tar once it is verified and unpacked.
-      retry: retries, backoff and timeouts for each file.
-      staging_dir: local folder for tars while they download and unpack, used when
-        `output_dir` is not local; by default a folder under the system temp dir.
-      max_unpacked_bytes: the most one tar may unpack (the sum of its members' sizes),
-        besides never more than the tar's own size.
-      max_tar_members: the most members (files and folders) one tar may hold.
+    Tars are at `<base_url>/<split>/images_NNN.tar`; `output_dir` gets one folder per
+    split. `staging_dir` is used when `output_dir` is not local.
     """
 
-    num_train: int
-    num_index: int
-    num_test: int
-    output_dir: str = "gldv2_dataset"
-    base_url: str = layout.DEFAULT_BASE_URL
-    max_workers: int = 8
-    delete_tars: bool = False
-    retry: RetryPolicy = RetryPolicy()
-    staging_dir: str | None = None
-    max_unpacked_bytes: int = UnpackLimits.max_unpacked_bytes
-    max_tar_members: int = UnpackLimits.max_members
-
-    @property
-    def limits(self) -> UnpackLimits:
-        return UnpackLimits(self.max_unpacked_bytes, self.max_tar_members)
+    num_train: int = option(
+        help=_tars(layout.TRAIN), positional=True, minimum=0, maximum=layout.MAX_TARS[layout.TRAIN]
+    )
+    num_index: int = option(
+        help=_tars(layout.INDEX), positional=True, minimum=0, maximum=layout.MAX_TARS[layout.INDEX]
+    )
+    num_test: int = option(
+        help=_tars(layout.TEST), positional=True, minimum=0, maximum=layout.MAX_TARS[layout.TEST]
+    )
+    output_dir: str = option(
+        "gldv2_dataset",
+        "folder or fsspec URL (gs://...) that gets train/, index/ and test/",
+        flow=False,
+    )
+    base_url: str = option(layout.DEFAULT_BASE_URL, "root of the GLDv2 bucket or of a mirror of it")
+    max_workers: int = option(8, "files fetched at once", minimum=1)
+    delete_tars: bool = option(False, "delete each tar once verified and unpacked")
+    retry: RetryPolicy = nested(RetryPolicy)
+    limits: UnpackLimits = nested(UnpackLimits)
+    staging_dir: str | None = option(
+        None, "local folder for tars in flight when --output_dir is remote (default: temp dir)"
+    )
 
     def tar_counts(self) -> dict[str, int]:
         return {
@@ -53,19 +55,7 @@ class DownloadConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the bad argument."""
-        for split, count in self.tar_counts().items():
-            if not 0 <= count <= layout.MAX_TARS[split]:
-                raise ValueError(
-                    f"NUM_{split.upper()}={count}: GLDv2 has {layout.MAX_TARS[split]} {split} "
-                    f"tars; pass a number from 0 to {layout.MAX_TARS[split]}"
-                )
-        if self.max_workers < 1:
-            raise ValueError(f"--max_workers={self.max_workers}: must be at least 1")
-        self.retry.validate()
-        if self.max_unpacked_bytes < 1:
-            raise ValueError(f"--max_unpacked_bytes={self.max_unpacked_bytes}: must be at least 1")
-        if self.max_tar_members < 1:
-            raise ValueError(f"--max_tar_members={self.max_tar_members}: must be at least 1")
+        check(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ from delf_core.download.errors import (
     TransientError,
 )
 from delf_core.download.redact import redact_url, scrub
+from delf_core.step_config import check, option
 
 log = logging.getLogger(__name__)
 
@@ -39,48 +40,40 @@ _CONTENT_RANGE_UNSATISFIED = re.compile(r"bytes \*/(\d+)")
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently to retry a failing file.
+    """How often and how patiently to retry a failing file (flags of `delf download`).
 
     Attributes:
-      retries: attempts after the first one.
-      backoff_seconds: the first delay; each later one doubles, up to `max_backoff_seconds`.
-      max_backoff_seconds: cap on one delay.
+      max_backoff_seconds: cap on one delay between attempts.
       connect_timeout: seconds to wait for a connection.
-      read_timeout: seconds to wait for the next bytes of a response.
-      min_bytes_per_second: an attempt slower than this over `rate_window_seconds` is cut
-        short and retried (resuming); a server that trickles bytes never hits
-        `read_timeout`. 0 turns the check off.
-      rate_window_seconds: the span the rate is measured over.
-      file_deadline_seconds: the longest one attempt at one file may take; it is then cut
-        short and retried (resuming). 0 turns it off.
     """
 
-    retries: int = 5
-    backoff_seconds: float = 1.0
+    retries: int = option(5, "attempts after the first for each file", minimum=0)
+    backoff_seconds: float = option(
+        1.0, "first delay between attempts; doubles each time, with jitter", minimum=0
+    )
     max_backoff_seconds: float = 60.0
     connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    min_bytes_per_second: float = 1024.0
-    rate_window_seconds: float = 60.0
-    file_deadline_seconds: float = 24 * 3600.0
+    timeout_seconds: float = option(
+        60.0, "seconds without a byte before an attempt is abandoned", above=0
+    )
+    min_bytes_per_second: float = option(
+        1024.0,
+        "an attempt slower than this over --rate_window_seconds is cut short and resumed "
+        "(a server trickling bytes never trips --timeout_seconds); 0: no check",
+        minimum=0,
+    )
+    rate_window_seconds: float = option(
+        60.0, "seconds over which --min_bytes_per_second is measured", above=0
+    )
+    file_deadline_seconds: float = option(
+        24 * 3600.0,
+        "longest one attempt at one file may take before it is cut short and resumed; 0: none",
+        minimum=0,
+    )
 
     def validate(self) -> None:
         """Raises ValueError naming the flag of a value out of range."""
-        if self.retries < 0:
-            raise ValueError(f"--retries={self.retries}: must be 0 or more")
-        for flag, value in [
-            ("timeout_seconds", self.read_timeout),
-            ("rate_window_seconds", self.rate_window_seconds),
-        ]:
-            if not value > 0:
-                raise ValueError(f"--{flag}={value:g}: must be more than 0")
-        for flag, value in [
-            ("backoff_seconds", self.backoff_seconds),
-            ("min_bytes_per_second", self.min_bytes_per_second),
-            ("file_deadline_seconds", self.file_deadline_seconds),
-        ]:
-            if not value >= 0:
-                raise ValueError(f"--{flag}={value:g}: must be 0 or more")
+        check(self)
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Exponential backoff with "equal jitter": half fixed, half random.
@@ -192,7 +185,7 @@ def _fetch_once(
             url,
             headers=headers,
             stream=True,
-            timeout=(policy.connect_timeout, policy.read_timeout),
+            timeout=(policy.connect_timeout, policy.timeout_seconds),
         ) as response:
             offset = _check_status(response, shown, part, offset)
             if offset < 0:  # the .part already held every byte
@@ -219,7 +212,7 @@ class _Pace:
 
     def body_starts(self) -> None:
         """The rate is measured from the first byte of the body: waiting for the
-        headers is `read_timeout`'s business."""
+        headers is `timeout_seconds`'s business."""
         self.window_start, self.window_bytes = time.monotonic(), 0
 
     def add(self, count: int) -> None:

@@ -10,6 +10,7 @@ import tarfile
 from delf_core.download.errors import UnsafeTarError
 from delf_core.download.manifest import MANIFEST_NAME, RECORDS_DIR
 from delf_core.gldv2 import layout
+from delf_core.step_config import option
 
 # Names the download step itself writes at the top of a split folder: a member landing
 # there could make a later run skip tars it never unpacked.
@@ -32,15 +33,19 @@ _EXTENDED_TYPES = {
 
 @dataclasses.dataclass(frozen=True)
 class UnpackLimits:
-    """What one tar may unpack, beyond the bound its own size sets.
+    """What one tar may unpack, beyond the bound its own size sets."""
 
-    Attributes:
-      max_unpacked_bytes: the sum of the sizes its members declare.
-      max_members: members of any kind, folders included.
-    """
-
-    max_unpacked_bytes: int = 16 * 2**30
-    max_members: int = 100_000
+    max_unpacked_bytes: int = option(
+        16 * 2**30,
+        "most bytes one tar may unpack, the sum of its members' sizes (it may never unpack "
+        "more than its own size either)",
+        minimum=1,
+    )
+    max_tar_members: int = option(
+        100_000,
+        "most members (files and folders) one tar may hold; a GLDv2 tar holds about 6,500 images",
+        minimum=1,
+    )
 
 
 DEFAULT_LIMITS = UnpackLimits()
@@ -92,10 +97,10 @@ class MemberCheck:
           UnsafeTarError: for a member or a tar that must not be unpacked at all.
         """
         self.members += 1
-        if self.members > self.limits.max_members:
+        if self.members > self.limits.max_tar_members:
             self._refuse(
                 member,
-                f"more than {self.limits.max_members} members (--max_tar_members)",
+                f"more than {self.limits.max_tar_members} members (--max_tar_members)",
             )
         relative = _safe_relative(member, self.tar_name)
         if member.isdir():

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
 import logging
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from delf_core import __version__, storage
-from delf_core.cli_flags import add_bool_flag, add_flag
+from delf_core.step_config import option
 
 log = logging.getLogger(__name__)
 IMAGE_SETS = ("query", "index")
@@ -37,53 +37,89 @@ REPORT_NAME = "extract_features_report.csv"
 MANIFEST_NAME = "extract_features_manifest.json"
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, images_glob: bool = False) -> None:
-    """The flags of both original scripts, and `--images_glob` when asked for."""
-    listed = parser.add_argument_group("list form (examples/extract_features.py)")
-    add_flag(listed, "config_path", None, f"DelfConfig text file; {LIST_DEFAULTS['config_path']!r}")
-    add_flag(
-        listed,
-        "list_images_path",
-        None,
-        f"one image path per line; {LIST_DEFAULTS['list_images_path']!r}",
+_LIST_FORM = "list form (examples/extract_features.py)"
+_DELG_FORM = "DELG form (delg/extract_features.py)"
+
+
+def _listed(help: str, name: str) -> Any:
+    return option(None, f"{help}; {LIST_DEFAULTS[name]!r}", group=_LIST_FORM)
+
+
+def _delg(help: str, name: str, **spec: Any) -> Any:
+    return option(None, f"{help}; {DELG_DEFAULTS[name]!r}", group=_DELG_FORM, **spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractFeaturesConfig:
+    """The flags of `delf extract_features`: both original scripts' and `--images_glob`.
+
+    Flags left unset take their form's original default (`job()`); the DELG form is
+    chosen when any of its flags is given.
+    """
+
+    config_path: str | None = _listed("DelfConfig text file", "config_path")
+    list_images_path: str | None = _listed("one image path per line", "list_images_path")
+    output_dir: str | None = _listed("<name>.delf go here", "output_dir")
+    delf_config_path: str | None = _delg("DelfConfig", "delf_config_path")
+    dataset_file_path: str | None = _delg("Revisited gnd_*.mat or .pkl", "dataset_file_path")
+    images_dir: str | None = _delg("<name>.jpg images", "images_dir")
+    image_set: str | None = _delg(
+        "query images are cropped to their box", "image_set", choices=IMAGE_SETS
     )
-    add_flag(listed, "output_dir", None, f"<name>.delf go here; {LIST_DEFAULTS['output_dir']!r}")
-    delg = parser.add_argument_group("DELG form (delg/extract_features.py)")
-    add_flag(delg, "delf_config_path", None, f"DelfConfig; {DELG_DEFAULTS['delf_config_path']!r}")
-    add_flag(
-        delg,
-        "dataset_file_path",
-        None,
-        f"Revisited gnd_*.mat or .pkl; {DELG_DEFAULTS['dataset_file_path']!r}",
+    output_features_dir: str | None = _delg(
+        "<name>.delg_local/.delg_global go here", "output_features_dir"
     )
-    add_flag(delg, "images_dir", None, f"<name>.jpg images; {DELG_DEFAULTS['images_dir']!r}")
-    add_flag(
-        delg,
-        "image_set",
-        None,
-        "query images are cropped to their box; 'query'",
-        choices=IMAGE_SETS,
-    )
-    add_flag(
-        delg,
-        "output_features_dir",
-        None,
-        f"<name>.delg_local/.delg_global go here; {DELG_DEFAULTS['output_features_dir']!r}",
-    )
-    add_bool_flag(
-        parser,
-        "allow_failures",
+    allow_failures: bool = option(
         False,
         f"exit 0 even when some images failed (each is listed in <output folder>/{REPORT_NAME})",
     )
-    if images_glob:
-        add_flag(
-            parser,
-            "images_glob",
-            None,
-            "images to extract, named after their file stem, e.g. 'gs://B/index/*/*/*/*.jpg'; "
-            "replaces --list_images_path (list form) or --dataset_file_path, --images_dir "
-            "and --image_set (DELG form)",
+    images_glob: str | None = option(
+        None,
+        "images to extract, named after their file stem, e.g. 'gs://B/index/*/*/*/*.jpg'; "
+        "replaces --list_images_path (list form) or --dataset_file_path, --images_dir "
+        "and --image_set (DELG form)",
+    )
+
+    def job(self) -> ExtractJobConfig:
+        """The job these flags ask for, each form with its original defaults.
+
+        Raises:
+            ValueError: flags of the two forms mixed, or --images_glob with another input.
+        """
+        values = dataclasses.asdict(self)
+        delg_form = any(values[name] is not None for name in DELG_DEFAULTS)
+        listed = [name for name in LIST_DEFAULTS if values[name] is not None]
+        if delg_form and listed:
+            raise ValueError(
+                f"--{listed[0]} belongs to the list form; the DELG form takes "
+                "--delf_config_path, --dataset_file_path, --images_dir, --image_set and "
+                "--output_features_dir"
+            )
+        if self.images_glob is not None:
+            clash = [name for name in _IMAGE_FLAGS if values[name] is not None]
+            if clash:
+                raise ValueError(f"--images_glob replaces --{clash[0]}: give one of them")
+        defaults = DELG_DEFAULTS if delg_form else LIST_DEFAULTS
+        chosen = {name: default if values[name] is None else values[name]
+                  for name, default in defaults.items()}  # fmt: skip
+        if self.images_glob is not None:
+            chosen = {k: v for k, v in chosen.items() if k not in _IMAGE_FLAGS}
+        if delg_form:
+            return ExtractJobConfig(
+                delg_form=True,
+                config_path=chosen["delf_config_path"],
+                output_dir=chosen["output_features_dir"],
+                images_glob=self.images_glob,
+                dataset_file_path=chosen.get("dataset_file_path"),
+                images_dir=chosen.get("images_dir"),
+                image_set=chosen.get("image_set"),
+            )
+        return ExtractJobConfig(
+            delg_form=False,
+            config_path=chosen["config_path"],
+            output_dir=chosen["output_dir"],
+            list_images_path=chosen.get("list_images_path"),
+            images_glob=self.images_glob,
         )
 
 
@@ -138,49 +174,6 @@ class ExtractJobConfig:
         else:
             items = items_from_list(self.list_images_path)
         return config, items
-
-
-def config_from_args(args: argparse.Namespace) -> ExtractJobConfig:
-    """The job of the parsed flags, each form with its original defaults.
-
-    Raises:
-        ValueError: flags of the two forms mixed, or --images_glob with another input.
-    """
-    values = vars(args)
-    delg_form = any(values.get(name) is not None for name in DELG_DEFAULTS)
-    listed = [name for name in LIST_DEFAULTS if values.get(name) is not None]
-    if delg_form and listed:
-        raise ValueError(
-            f"--{listed[0]} belongs to the list form; the DELG form takes --delf_config_path, "
-            "--dataset_file_path, --images_dir, --image_set and --output_features_dir"
-        )
-    images_glob = values.get("images_glob")
-    if images_glob is not None:
-        clash = [name for name in _IMAGE_FLAGS if values.get(name) is not None]
-        if clash:
-            raise ValueError(f"--images_glob replaces --{clash[0]}: give one of them")
-    defaults = DELG_DEFAULTS if delg_form else LIST_DEFAULTS
-    chosen = {name: values[name] if values.get(name) is not None else default
-              for name, default in defaults.items()}  # fmt: skip
-    if images_glob is not None:
-        chosen = {k: v for k, v in chosen.items() if k not in _IMAGE_FLAGS}
-    if delg_form:
-        return ExtractJobConfig(
-            delg_form=True,
-            config_path=chosen["delf_config_path"],
-            output_dir=chosen["output_features_dir"],
-            images_glob=images_glob,
-            dataset_file_path=chosen.get("dataset_file_path"),
-            images_dir=chosen.get("images_dir"),
-            image_set=chosen.get("image_set"),
-        )
-    return ExtractJobConfig(
-        delg_form=False,
-        config_path=chosen["config_path"],
-        output_dir=chosen["output_dir"],
-        list_images_path=chosen.get("list_images_path"),
-        images_glob=images_glob,
-    )
 
 
 def items_from_glob(pattern: str) -> list:

@@ -8,6 +8,8 @@ import posixpath
 
 import tensorflow as tf
 
+from delf_core.step_config import check, option
+
 # Classes of each GLDv2 version, as the original reader declares them.
 NUM_CLASSES = {"gld_v1": 14951, "gld_v2": 203094, "gld_v2_clean": 81313}
 # Takes the class count from the build_image_dataset manifest beside the train shards.
@@ -18,68 +20,69 @@ MANIFEST_NAME = "build_image_dataset_manifest.json"
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """What and how to train (REFERENCE §4.1, plus the intervals the original hard-coded).
+    """What and how to train: the original's flags (REFERENCE §4.1), plus the intervals,
+    limits and seed it hard-coded.
 
     The DELG flags only matter with `delg_global_features`; the autoencoder ones only
     with `use_autoencoder`.
     """
 
-    logdir: str = "/tmp/delf"
-    train_file_pattern: str = "/tmp/data/train*"
-    validation_file_pattern: str = "/tmp/data/validation*"
-    dataset_version: str = "gld_v1"
-    num_classes: int | None = None
-    seed: int = 0
-    deterministic: bool = False
-    initial_lr: float = 0.01
-    batch_size: int = 32
-    max_iters: int = 500000
-    block3_strides: bool = True
-    use_augmentation: bool = True
-    imagenet_checkpoint: str | None = None
-    attention_loss_weight: float = 1.0
-    delg_global_features: bool = False
-    delg_gem_power: float = 3.0
-    delg_embedding_layer_dim: int = 2048
-    delg_scale_factor_init: float = 45.25
-    delg_arcface_margin: float = 0.1
-    image_size: int = 321
-    use_autoencoder: bool = True
-    reconstruction_loss_weight: float = 10.0
-    autoencoder_dimensions: int = 128
-    local_feature_map_channels: int = 1024
-    mixed_precision: bool = False
-    steps_per_loop: int = 1
-    report_interval: int = 100
-    eval_interval: int = 1000
-    save_interval: int = 1000
-    # Validation reads at most one pass over the split, capped at num_eval_batches
-    # batches or, by default, at max_eval_images (the original's 50000).
-    num_eval_batches: int | None = None
-    max_eval_images: int = 50000
-    clip_norm: float = 10.0
-    max_checkpoints: int = 10
-    debug: bool = False
+    logdir: str = option("/tmp/delf", "checkpoints, weights and summaries go here", flow=False)
+    train_file_pattern: str = option("/tmp/data/train*", "train TFRecord shards", flow=False)
+    validation_file_pattern: str = option(
+        "/tmp/data/validation*", "validation TFRecord shards", flow=False
+    )
+    dataset_version: str = option(
+        "gld_v1",
+        f"sets the class count; '{FROM_MANIFEST}' reads it from the build manifest beside "
+        "the train shards",
+        choices=DATASET_VERSIONS,
+    )
+    num_classes: int | None = option(None, "class count; overrides --dataset_version", minimum=2)
+    seed: int = option(0, "seed of the initial weights, data order and crops")
+    deterministic: bool = option(False, "the same seed gives the same batches (a little slower)")
+    initial_lr: float = option(0.01, "learning rate at step 0, decays linearly to 0", above=0)
+    batch_size: int = option(32, "global batch size", minimum=1)
+    max_iters: int = option(500000, "training steps", minimum=1)
+    block3_strides: bool = option(True, "stride 2 after conv4: local features at stride 32")
+    use_augmentation: bool = option(True, "random crops when training")
+    imagenet_checkpoint: str | None = option(
+        None, "Keras ResNet50 notop .h5 to start the backbone from (path or URL)"
+    )
+    attention_loss_weight: float = option(1.0, "weight of the attention loss")
+    delg_global_features: bool = option(
+        False, "train DELG: GeM, whitening and an ArcFace cosine classifier"
+    )
+    delg_gem_power: float = option(3.0, "GeM power")
+    delg_embedding_layer_dim: int = option(2048, "size of the global descriptor", minimum=1)
+    delg_scale_factor_init: float = option(45.25, "scale of the cosine logits")
+    delg_arcface_margin: float = option(0.1, "ArcFace margin")
+    image_size: int = option(321, "training image side", minimum=1)
+    use_autoencoder: bool = option(True, "learn the local descriptor's dimension reduction")
+    reconstruction_loss_weight: float = option(10.0, "weight of the autoencoder's loss")
+    autoencoder_dimensions: int = option(128, "local descriptor size after reduction", minimum=1)
+    local_feature_map_channels: int = option(1024, "channels of the local feature map", minimum=1)
+    mixed_precision: bool = option(False, "float16 compute (GPU)")
+    steps_per_loop: int = option(1, "steps run inside one tf.function call", minimum=1)
+    report_interval: int = option(100, "steps between logs and summaries", minimum=1)
+    eval_interval: int = option(1000, "steps between validations", minimum=1)
+    save_interval: int = option(1000, "steps between checkpoints", minimum=1)
+    num_eval_batches: int | None = option(
+        None,
+        "most validation batches per run; none: one pass over the validation split, "
+        "at most --max_eval_images images",
+        minimum=1,
+    )
+    max_eval_images: int = option(
+        50000, "most validation images per run, without --num_eval_batches", minimum=1
+    )
+    clip_norm: float = option(10.0, "gradients are clipped to this global norm", above=0)
+    max_checkpoints: int = option(10, "checkpoints kept in the logdir", minimum=1)
+    debug: bool = option(False, "small run: batch 4, 100 steps, one eval batch, save every step")
 
     def validate(self) -> None:
         """Raises ValueError naming the bad flag."""
-        if self.dataset_version not in DATASET_VERSIONS:
-            choices = ", ".join(DATASET_VERSIONS)
-            raise ValueError(f"--dataset_version={self.dataset_version}: use one of {choices}")
-        for name in (
-            "steps_per_loop",
-            "batch_size",
-            "max_iters",
-            "image_size",
-            "report_interval",
-            "eval_interval",
-            "save_interval",
-            "max_eval_images",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name}={getattr(self, name)}: must be at least 1")
-        if self.num_classes is not None and self.num_classes < 2:
-            raise ValueError(f"--num_classes={self.num_classes}: must be at least 2")
+        check(self)
 
     def eval_image_limit(self) -> int:
         """Most images one validation reads (fewer when the split is smaller)."""
