@@ -216,9 +216,8 @@ def test_killed_run_resumes_at_the_saved_step_with_the_same_learning_rate(record
 
     steps = []
     # The same command again.
-    resumed = train(
-        build_config(parse_args(argv)[1], TrainConfig), on_report=lambda s, *_: steps.append(s)
-    )
+    config = build_config(parse_args(argv)[1], TrainConfig)
+    resumed = train(config, on_report=lambda s, *_: steps.append(s))
 
     assert resumed.resumed_from == 4 and resumed.step == 10
     assert steps == [4, 6, 8, 10]  # progress starts where the checkpoint left off
