@@ -31,7 +31,8 @@ from delf_cli.prefect_server import allow_slow_start  # noqa: E402
 allow_slow_start()  # the embedded server starts slowly on a busy machine
 
 from delf_core.gldv2.mirror import MirrorServer  # noqa: E402
-from flows.download import run_download_gldv2  # noqa: E402
+from delf_core.download import DownloadConfig  # noqa: E402
+from flows.download import run_download  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,18 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_flow(base_url: str, out: Path, args: argparse.Namespace, dask: str | None = None) -> float:
-    """Wall seconds of the download_gldv2 flow; exits when it does not complete."""
-    began = time.perf_counter()
-    state = run_download_gldv2(
-        args.num_tars,
-        0,
-        0,
-        output_dir=str(out),
-        base_url=base_url,
-        max_workers=args.max_workers,
-        dask_address=dask,
-        return_state=True,
+    """Wall seconds of the download flow; exits when it does not complete."""
+    config = DownloadConfig(
+        args.num_tars, 0, 0, output_dir=str(out), base_url=base_url, max_workers=args.max_workers
     )
+    began = time.perf_counter()
+    state = run_download(config, dask_address=dask, return_state=True)
     elapsed = time.perf_counter() - began
     if not state.is_completed():
         sys.exit(f"the download flow ended {state.name}: {state.message}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import itertools
 import time
@@ -12,7 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from beam_jobs.build_image_dataset import run_build
+from beam_jobs.build_image_dataset import LOCAL_RUNNER, run_build
 from delf_core import storage
 from delf_core.build_image_dataset import BuildConfig, plan_build, up_to_date_manifest
 from flows.caching import OutputsStandCache
@@ -102,8 +101,8 @@ def _publish_summary(config: BuildConfig, manifest: dict, started: float) -> Non
 
 
 @flow(name="build_image_dataset")
-def build_image_dataset_flow(
-    config: BuildConfig, runner: str = "FnApiRunner", pipeline_options: list[str] | None = None
+def build_image_dataset(
+    config: BuildConfig, runner: str = LOCAL_RUNNER, pipeline_options: list[str] | None = None
 ) -> dict:
     """Builds the TFRecords on the Beam runner `runner` (FnApiRunner, DataflowRunner, ...)."""
     options = [f"--runner={runner}", *(pipeline_options or [])]
@@ -117,21 +116,18 @@ def build_image_dataset_flow(
     return manifest
 
 
-def seed_build_config(
-    dataset_dir: str, output_directory: str, with_test: bool, **overrides
-) -> BuildConfig:
-    """The seed README's build: clean subset, per-class validation split, test shards."""
-    values = dict(
+def seed_build_paths(dataset_dir: str, output_directory: str, with_test: bool) -> dict[str, str]:
+    """The seed README's build of a download in `dataset_dir`: the clean subset's images
+    and CSVs, and the test images when there are any."""
+    paths = dict(
         train_csv_path=f"{dataset_dir}/train/train.csv",
         train_clean_csv_path=f"{dataset_dir}/train/train_clean.csv",
         train_directory=f"{dataset_dir}/train/*/*/*/",
         output_directory=output_directory,
-        generate_train_validation_splits=True,
-        validation_split_size=0.2,
     )
     if with_test:
-        values.update(
+        paths.update(
             test_csv_path=f"{dataset_dir}/test/test.csv",
             test_directory=f"{dataset_dir}/test/*/*/*/",
         )
-    return dataclasses.replace(BuildConfig(**values), **overrides)
+    return paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -11,9 +12,9 @@ from prefect import flow, get_run_logger
 
 from delf_core import storage
 from delf_core.gldv2.mini import MiniDatasetConfig
-from flows.build_image_dataset import build_image_dataset_flow, seed_build_config
+from flows.build_image_dataset import build_image_dataset, seed_build_paths
 from flows.check_model import check_trained_model
-from flows.download import run_download_gldv2
+from flows.download import run_download
 from flows.mini_mirror import make_mini_mirror, served
 from flows.params import (
     DATASET_DIR,
@@ -24,6 +25,7 @@ from flows.params import (
     EvaluateParams,
     TrainParams,
 )
+from flows.params import train_config as train_config_of
 from flows.perform_retrieval import evaluate_retrieval
 from flows.summary import publish_summary
 from flows.train import train_task
@@ -37,7 +39,7 @@ def _source(download: DownloadParams, output_root: str) -> Iterator[str]:
         return
     mirror_dir = storage.join(output_root, MINI_MIRROR_DIR)
     available = MiniDatasetConfig().num_tars()
-    wanted = {"train": download.num_train, "index": download.num_index, "test": download.num_test}
+    wanted = download.to_config().tar_counts()
     too_many = {split: n for split, n in wanted.items() if n > available[split]}
     if too_many:
         raise ValueError(f"the mini mirror has {available} tars; asked for {too_many}")
@@ -81,31 +83,19 @@ def gldv2(
     dataset_dir = storage.join(output_root, DATASET_DIR)
     result: dict[str, Any] = {}
     with _source(download, output_root) as base_url:
-        result["download"] = run_download_gldv2(
-            download.num_train,
-            download.num_index,
-            download.num_test,
-            output_dir=dataset_dir,
-            base_url=base_url,
-            max_workers=download.max_workers,
-            delete_tars=download.delete_tars,
-            retries=download.retries,
-            backoff_seconds=download.backoff_seconds,
-            use_dask=download.use_dask,
-            dask_address=download.dask_address,
+        config = dataclasses.replace(download.to_config(output_dir=dataset_dir), base_url=base_url)
+        result["download"] = run_download(
+            config, use_dask=download.use_dask, dask_address=download.dask_address
         )
-    config = seed_build_config(
-        dataset_dir,
-        storage.join(output_root, TFRECORD_DIR),
-        with_test=download.num_test > 0,
-        num_shards=build.num_shards,
-        validation_split_size=build.validation_split_size,
-        seed=build.seed,
+    config = build.to_config(
+        **seed_build_paths(
+            dataset_dir, storage.join(output_root, TFRECORD_DIR), with_test=download.num_test > 0
+        )
     )
-    result["tfrecords"] = build_image_dataset_flow(config, build.runner, build.pipeline_options)
+    result["tfrecords"] = build_image_dataset(config, build.runner, build.pipeline_options)
     outputs = {"dataset": dataset_dir, "tfrecords": config.output_directory}
     if train is not None:
-        train_config = train.to_config(output_root)
+        train_config = train_config_of(train, output_root)
         result["train"] = train_task(train_config)
         outputs["checkpoints"] = train_config.logdir
         if evaluate.test_model:

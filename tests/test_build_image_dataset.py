@@ -17,7 +17,7 @@ from delf_core import records
 from delf_core.build_image_dataset import MANIFEST_NAME, REPORT_NAME, BuildConfig
 from delf_core.build_image_dataset.write import StrictModeError
 from delf_core.gldv2 import layout
-from flows.build_image_dataset import build_image_dataset_flow
+from flows.build_image_dataset import build_image_dataset
 from tests.test_flows_summary import latest_artifact
 
 pytestmark = pytest.mark.integration
@@ -214,7 +214,7 @@ def test_bad_images_are_reported_and_left_out_or_reencoded(prefect_harness, dama
     assert len(written) == len(clean_csv(dataset)) - 2
 
     # Through the flow (the job finds its build and skips), the UI's summary names them.
-    build_image_dataset_flow(config_for(dataset, out, test_csv_path=None))
+    build_image_dataset(config_for(dataset, out, test_csv_path=None))
     summary = latest_artifact("gldv2-build-image-dataset-summary").data
     records = manifest["splits"]["train"]["records"]
     assert f"| train records | {records} in {NUM_SHARDS} shards |" in summary

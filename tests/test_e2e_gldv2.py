@@ -30,12 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 # Attention of so young a model sits near softplus(0) = 0.69: the seed's thresholds
 # (100 and 175) would keep no feature.
 TINY_TRAIN = {
-    "model": "delg",
+    "delg_global_features": True,
     "batch_size": 4,
     "max_iters": 2,
     "image_size": 64,
     "dataset_version": "manifest",
-    "flags": {"num_eval_batches": 1},
+    "num_eval_batches": 1,
 }
 SMALL_EVALUATE = {
     "score_threshold": 0.5,

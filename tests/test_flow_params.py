@@ -8,7 +8,7 @@ import pytest
 from delf_cli.main import main
 from flows.deployment_params import apply_overrides, deployment_parameters
 from flows.gldv2 import gldv2
-from flows.params import BuildParams, DownloadParams, EvaluateParams, TrainParams
+from flows.params import BuildParams, DownloadParams, EvaluateParams, TrainParams, train_config
 
 GROUPS = {
     "download": DownloadParams,
@@ -23,7 +23,7 @@ def test_each_deployment_gives_valid_parameters(name):
     parameters = deployment_parameters(name)
     assert set(parameters) == {"output_root", *GROUPS}
     groups = {group: GROUPS[group].model_validate(parameters[group]) for group in GROUPS}
-    config = groups["train"].to_config(parameters["output_root"])
+    config = train_config(groups["train"], parameters["output_root"])
     assert config.delg_global_features
     assert config.train_file_pattern == f"{parameters['output_root']}/gldv2_dataset/tfrecord/train*"
     if name == "gldv2-full":
@@ -36,9 +36,12 @@ def test_each_deployment_gives_valid_parameters(name):
 def test_overrides_replace_a_group_and_keep_strings():
     parameters = apply_overrides(
         {"output_root": "a", "train": {"max_iters": 9}},
-        ['train={"model": "delf"}', "output_root=gs://bucket/run"],
+        ['train={"delg_global_features": false}', "output_root=gs://bucket/run"],
     )
-    assert parameters == {"output_root": "gs://bucket/run", "train": {"model": "delf"}}
+    assert parameters == {
+        "output_root": "gs://bucket/run",
+        "train": {"delg_global_features": False},
+    }
     with pytest.raises(ValueError, match="name=<json value>"):
         apply_overrides({}, ["no-equals-sign"])
 
@@ -46,9 +49,12 @@ def test_overrides_replace_a_group_and_keep_strings():
 @pytest.mark.parametrize(
     ("model", "values", "message"),
     [
-        (TrainParams, {"flags": {"no_such_flag": 1}}, "not flags of train"),
-        (TrainParams, {"flags": {"logdir": "/x"}}, "set by the flow"),
+        (TrainParams, {"no_such_flag": 1}, "no_such_flag"),
+        (TrainParams, {"logdir": "/x"}, "logdir"),
         (TrainParams, {"dataset_version": "gld_v3"}, "gld_v2_clean"),
+        (TrainParams, {"batch_size": 0}, "greater than or equal to 1"),
+        (BuildParams, {"validation_split_size": 1.0}, "less than 1"),
+        (DownloadParams, {"output_dir": "/elsewhere"}, "output_dir"),
         (DownloadParams, {"num_train": 501}, "less than or equal to 500"),
         (EvaluateParams, {"exports": ["local", "kaggle"]}, "local_and_global"),
         (

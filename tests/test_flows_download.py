@@ -17,9 +17,11 @@ from prefect.client.schemas.filters import (
 )
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from delf_core import step_config
+from delf_core.download import DownloadConfig
 from delf_core.gldv2 import layout
 from delf_core.gldv2.mirror import MirrorServer
-from flows.download import download_gldv2, run_download_gldv2
+from flows.download import download, run_download
 from flows.task_runners import download_task_runner
 from tests.bucket import FaultyHandler, make_bucket, tar_requests, write_md5
 from tests.prefect_runs import task_runs
@@ -48,7 +50,7 @@ def run_flow(url, out, **overrides):
         backoff_seconds=0.01,
     )
     params.update(overrides)
-    return download_gldv2(**params, return_state=True)
+    return download(step_config.build(DownloadConfig, params), return_state=True)
 
 
 def tar_task_names(tars: dict[str, int]) -> list[str]:
@@ -155,7 +157,12 @@ def test_runners_are_sized_to_max_workers():
     assert download_task_runner(8, dask_address="tcp://10.0.0.2:8786").address.endswith(":8786")
 
 
-@pytest.mark.parametrize("caller", [download_gldv2, run_download_gldv2])
+def two_one_one(**values) -> DownloadConfig:
+    """The config of 2 train, 1 index and 1 test tars."""
+    return step_config.build(DownloadConfig, dict(num_train=2, num_index=1, num_test=1, **values))
+
+
+@pytest.mark.parametrize("caller", [download, run_download])
 def test_no_more_than_max_workers_tars_are_in_flight(prefect_harness, mirror, tmp_path, caller):
     """Both a direct call and a runner picked at run time bound the mapped downloads."""
     root, url, contents = mirror
@@ -165,7 +172,8 @@ def test_no_more_than_max_workers_tars_are_in_flight(prefect_harness, mirror, tm
     FaultyHandler.reset(crowded)
 
     state = caller(
-        2, 1, 1, output_dir=str(tmp_path / "out"), base_url=url, max_workers=2, return_state=True
+        two_one_one(output_dir=str(tmp_path / "out"), base_url=url, max_workers=2),
+        return_state=True,
     )
 
     assert state.is_completed()
@@ -178,10 +186,10 @@ def test_download_fans_out_on_a_local_dask_cluster(prefect_harness, mirror, tmp_
     distributed = pytest.importorskip("distributed")
     _, url, contents = mirror
     out = tmp_path / "out"
-    params = dict(output_dir=str(out), base_url=url, max_workers=2, return_state=True)
+    config = two_one_one(output_dir=str(out), base_url=url, max_workers=2)
 
     # A temporary LocalCluster of two worker processes, started and closed by the flow run.
-    first = run_download_gldv2(2, 1, 1, use_dask=True, dask_workers=2, **params)
+    first = run_download(config, use_dask=True, dask_workers=2, return_state=True)
 
     assert first.is_completed(), first
     assert first.result()["images"] == 12
@@ -193,7 +201,7 @@ def test_download_fans_out_on_a_local_dask_cluster(prefect_harness, mirror, tmp_
     # A cluster that outlives the run, reached by its address, as a deployment would.
     FaultyHandler.reset()
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True) as cluster:
-        second = run_download_gldv2(2, 1, 1, dask_address=cluster.scheduler_address, **params)
+        second = run_download(config, dask_address=cluster.scheduler_address, return_state=True)
 
     assert second.is_completed(), second
     assert tar_requests() == []
@@ -210,9 +218,11 @@ def test_dask_workers_find_prefects_embedded_server(mirror, tmp_path):
     out = tmp_path / "out"
     script = (
         "import sys\n"
-        "from flows.download import run_download_gldv2\n"
-        f"state = run_download_gldv2(2, 1, 1, output_dir={str(out)!r}, base_url={url!r},\n"
-        "    max_workers=2, use_dask=True, dask_workers=2, return_state=True)\n"
+        "from delf_core.download import DownloadConfig\n"
+        "from flows.download import run_download\n"
+        f"config = DownloadConfig(2, 1, 1, output_dir={str(out)!r}, base_url={url!r},\n"
+        "    max_workers=2)\n"
+        "state = run_download(config, use_dask=True, dask_workers=2, return_state=True)\n"
         "print(state.name, state.message)\n"
         "sys.exit(0 if state.is_completed() else 1)\n"
     )

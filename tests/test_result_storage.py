@@ -7,8 +7,9 @@ import pytest
 from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, temporary_settings
 
 from delf_cli.main import main
+from delf_core.download import DownloadConfig
 from delf_core.gldv2.mirror import MirrorServer
-from flows.download import download_gldv2
+from flows.download import download
 from flows.result_storage import save_result_storage
 from tests.bucket import make_bucket
 from tests.test_flows_download import tar_task_names, tar_task_states
@@ -26,9 +27,9 @@ def test_results_in_a_bucket_let_a_second_run_skip_every_tar(
         MirrorServer(tmp_path / "bucket") as server,
         temporary_settings({PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: slug}),
     ):
-        params = dict(num_train=2, num_index=0, num_test=0, base_url=server.url)
-        first = download_gldv2(**params, output_dir=str(tmp_path / "out"), return_state=True)
-        second = download_gldv2(**params, output_dir=str(tmp_path / "out"), return_state=True)
+        config = DownloadConfig(2, 0, 0, output_dir=str(tmp_path / "out"), base_url=server.url)
+        first = download(config, return_state=True)
+        second = download(config, return_state=True)
 
     assert first.is_completed() and second.is_completed()
     records = fsspec.filesystem("gs").ls("test-bucket/prefect-results")
