@@ -30,8 +30,8 @@ from delf_cli.prefect_server import allow_slow_start  # noqa: E402
 
 allow_slow_start()  # the embedded server starts slowly on a busy machine
 
-from delf_core.gldv2.mirror import MirrorServer  # noqa: E402
 from delf_core.download import DownloadConfig  # noqa: E402
+from delf_core.gldv2.mirror import MirrorServer  # noqa: E402
 from flows.download import run_download  # noqa: E402
 
 

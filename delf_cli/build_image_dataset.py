@@ -12,8 +12,12 @@ from delf_core.build_image_dataset.config import BuildConfig
 PASSES_UNKNOWN_FLAGS = True
 
 
+# The step config its flags are made from.
+CONFIG = BuildConfig
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, BuildConfig)
+    add_options(parser, CONFIG)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,9 +9,12 @@ from delf_cli.flags import add_options, build_config
 from delf_cli.progress import BarProgress, make_progress
 from delf_core.download import DownloadConfig, download
 
+# The step config its flags are made from.
+CONFIG = DownloadConfig
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, DownloadConfig)
+    add_options(parser, CONFIG)
 
 
 def run(args: argparse.Namespace) -> int:

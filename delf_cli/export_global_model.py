@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 
 from delf_cli.export_flags import add_export_arguments, run_export
+from delf_core.export.config import ExportConfig
 
 KIND = "global"
+# The step config its flags are made from.
+CONFIG = ExportConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 
 from delf_cli.export_flags import add_export_arguments, run_export
+from delf_core.export.config import ExportConfig
 
 KIND = "local"
+# The step config its flags are made from.
+CONFIG = ExportConfig
 # The legacy script builds the model without block3 strides unless told otherwise.
 LEGACY_DEFAULTS = {"block3_strides": False}
 

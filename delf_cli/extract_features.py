@@ -17,8 +17,12 @@ PASSES_UNKNOWN_FLAGS = True
 _SHOWN_FAILURES = 10
 
 
+# The step config its flags are made from.
+CONFIG = ExtractFeaturesConfig
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, ExtractFeaturesConfig)
+    add_options(parser, CONFIG)
     add_bool_flag(
         parser,
         "beam",

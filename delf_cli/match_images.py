@@ -5,60 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 
-from delf_cli.flags import add_flag, non_negative_int, positive_int
-from delf_core.matching.match import MatchConfig
+from delf_cli.flags import add_options, build_config
+from delf_core.matching.match import MatchImagesConfig
 
-_DEFAULTS = MatchConfig()
 _NAME = "delf match_images"
 
 
+# The step config its flags are made from.
+CONFIG = MatchImagesConfig
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = _DEFAULTS
-    add_flag(parser, "image_1_path", "test_images/image_1.jpg", "image 1 (local path or gs://)")
-    add_flag(parser, "image_2_path", "test_images/image_2.jpg", "image 2 (local path or gs://)")
-    add_flag(parser, "features_1_path", "test_features/image_1.delf", "DELF features of image 1")
-    add_flag(parser, "features_2_path", "test_features/image_2.delf", "DELF features of image 2")
-    add_flag(parser, "output_image", "test_match.png", "the match picture, as PNG")
-    add_flag(
-        parser,
-        "distance_threshold",
-        d.distance_threshold,
-        "descriptor distance below which a nearest neighbour is a putative match",
-        type=float,
-    )
-    add_flag(
-        parser,
-        "residual_threshold",
-        d.residual_threshold,
-        "RANSAC inlier distance in pixels",
-        type=float,
-    )
-    add_flag(parser, "max_trials", d.max_trials, "most RANSAC samples", type=positive_int)
-    add_flag(
-        parser,
-        "seed",
-        d.seed,
-        "RANSAC seed: the same features always give the same inlier count "
-        "(the original is unseeded)",
-        type=non_negative_int,
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> MatchConfig:
-    return MatchConfig(
-        distance_threshold=args.distance_threshold,
-        residual_threshold=args.residual_threshold,
-        max_trials=args.max_trials,
-        seed=args.seed,
-    )
+    add_options(parser, CONFIG)
 
 
 def run(args: argparse.Namespace) -> int:
     from delf_core.features.feature_io import read_from_file
     from delf_core.matching import draw_matches, match_features, read_image, write_png
 
+    try:
+        flags = build_config(args, MatchImagesConfig)
+    except ValueError as error:
+        return _error(str(error))
     features = []
-    for index, path in ((1, args.features_1_path), (2, args.features_2_path)):
+    for index, path in ((1, flags.features_1_path), (2, flags.features_2_path)):
         try:
             loaded = read_from_file(path)
         except FileNotFoundError:
@@ -76,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Loaded image {index}'s {len(loaded.locations)} features")
         features.append(loaded)
     images = []
-    for index, path in ((1, args.image_1_path), (2, args.image_2_path)):
+    for index, path in ((1, flags.image_1_path), (2, flags.image_2_path)):
         try:
             images.append(read_image(path))
         except FileNotFoundError:
@@ -85,16 +55,16 @@ def run(args: argparse.Namespace) -> int:
             return _error(f"--image_{index}_path: {error}")
 
     try:
-        result = match_features(features[0], features[1], config_from_args(args))
+        result = match_features(features[0], features[1], flags.matching)
     except ValueError as error:
-        return _error(f"{args.features_1_path} and {args.features_2_path}: {error}")
+        return _error(f"{flags.features_1_path} and {flags.features_2_path}: {error}")
     print(f"Found {result.num_inliers} inliers")
 
     picture = draw_matches(*images, result.locations_1, result.locations_2, result.inliers)
     try:
-        write_png(args.output_image, picture)
+        write_png(flags.output_image, picture)
     except OSError as error:
-        return _error(f"--output_image: cannot write {args.output_image} ({error})")
+        return _error(f"--output_image: cannot write {flags.output_image} ({error})")
     return 0
 
 

@@ -5,63 +5,26 @@ from __future__ import annotations
 import argparse
 import logging
 
-from delf_cli.flags import add_bool_flag, add_flag, positive_int
+from delf_cli.flags import add_options, build_config
 from delf_core.retrieval.perform import RetrievalConfig
 
 log = logging.getLogger(__name__)
-_DEFAULTS = RetrievalConfig()
+
+
+# The step config its flags are made from.
+CONFIG = RetrievalConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = _DEFAULTS
-    add_flag(parser, "dataset_file_path", d.dataset_file_path, "Revisited gnd_*.mat or .pkl")
-    add_flag(parser, "query_features_dir", d.query_features_dir, "<query>.delg_global/_local")
-    add_flag(parser, "index_features_dir", d.index_features_dir, "<image>.delg_global/_local")
-    add_bool_flag(
-        parser,
-        "use_geometric_verification",
-        d.use_geometric_verification,
-        "re-rank the top 100 by local-feature RANSAC inliers",
-    )
-    add_flag(
-        parser,
-        "local_descriptor_matching_threshold",
-        d.local_descriptor_matching_threshold,
-        "local descriptor distance bound (or ratio, with --use_ratio_test)",
-        type=float,
-    )
-    # The flag's older name.
-    parser.add_argument(
-        "--local_feature_distance_threshold",
-        dest="local_descriptor_matching_threshold",
-        type=float,
-        help=argparse.SUPPRESS,
-    )
-    add_flag(
-        parser,
-        "ransac_residual_threshold",
-        d.ransac_residual_threshold,
-        "RANSAC inlier distance in pixels",
-        type=float,
-    )
-    add_bool_flag(parser, "use_ratio_test", d.use_ratio_test, "ratio test for local matches")
-    add_flag(parser, "output_dir", d.output_dir, "metrics.txt goes here")
-    add_flag(
-        parser,
-        "num_workers",
-        d.num_workers,
-        "processes re-ranking in parallel (default: all cores)",
-        type=positive_int,
-    )
+    add_options(parser, CONFIG)
 
 
 def run(args: argparse.Namespace) -> int:
     from delf_core.retrieval.metrics import PR_RANKS
     from delf_core.retrieval.perform import perform_retrieval
 
-    fields = {k: v for k, v in vars(args).items() if k in RetrievalConfig.__dataclass_fields__}
     try:
-        result = perform_retrieval(RetrievalConfig(**fields))
+        result = perform_retrieval(build_config(args, RetrievalConfig))
     except (OSError, ValueError) as error:
         log.error("%s", error)
         return 1

@@ -8,9 +8,12 @@ import sys
 from delf_cli.flags import add_options, build_config
 from delf_core.training.config import TrainConfig
 
+# The step config its flags are made from.
+CONFIG = TrainConfig
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, TrainConfig)
+    add_options(parser, CONFIG)
 
 
 def run(args: argparse.Namespace) -> int:

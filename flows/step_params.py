@@ -27,6 +27,8 @@ class StepParams(FlowParams):
     """The parameters of one step: its config's options, besides what the flow sets."""
 
     step_config_class: ClassVar[type]
+    # Where the flow's defaults differ from the command's (the seed README's command line).
+    flow_defaults: ClassVar[dict[str, Any]] = {}
 
     def option_values(self) -> dict[str, Any]:
         """The values of the step config's options, by name."""
@@ -91,4 +93,5 @@ def step_params(
     bases = (StepParams,) if base is FlowParams else (base, StepParams)
     model = create_model(name, __base__=bases, __doc__=doc, **fields)
     model.step_config_class = config_cls
+    model.flow_defaults = dict(defaults)
     return model

@@ -4,78 +4,93 @@ from __future__ import annotations
 
 import dataclasses
 
+from delf_core.step_config import check, option
+
 LOCAL = "local"
 GLOBAL = "global"
 LOCAL_AND_GLOBAL = "local_and_global"
 EXPORT_KINDS = (LOCAL, GLOBAL, LOCAL_AND_GLOBAL)
 POOL_TYPES = ("None", "average", "sum")
+# Where each original export script's defaults differ from ExportConfig's.
+DEFAULTS_OF_KIND = {
+    LOCAL: {},
+    # The global exporter builds DELF without block3 strides and no autoencoder.
+    GLOBAL: {"block3_strides": False, "use_autoencoder": False},
+    LOCAL_AND_GLOBAL: {"delg_global_features": True},
+}
+_PATHS = ("ckpt_path", "export_path")
+_LOCAL = ("block3_strides", "iou", "use_autoencoder", "autoencoder_dimensions",
+          "local_feature_map_channels")  # fmt: skip
+_GLOBAL = ("delg_global_features", "delg_gem_power", "delg_embedding_layer_dim")
+# The flags each original export script takes.
+FLAGS_OF_KIND = {
+    LOCAL: (*_PATHS, *_LOCAL),
+    GLOBAL: (
+        *_PATHS,
+        *_GLOBAL,
+        "input_scales_list",
+        "multi_scale_pool_type",
+        "normalize_global_descriptor",
+    ),  # fmt: skip
+    LOCAL_AND_GLOBAL: (*_PATHS, *_LOCAL, *_GLOBAL),
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-    """One export; the defaults of each kind are those of its original script.
+    """One export: the flags of the three original export scripts in one config.
 
-    Attributes:
-        kind: `local`, `global` or `local_and_global` (export_<kind>_model).
-        ckpt_path: The trained weights, e.g. `<logdir>/delf_weights`.
-        export_path: The SavedModel folder to create; it must not exist.
-        block3_strides: Whether the model was trained with block3 strides; sets the
-            local-feature stride (32, else 16).
-        iou: Non-maximum-suppression IoU of the local features; 1.0 keeps all.
-        use_autoencoder: Local descriptors from the autoencoder's bottleneck.
-        autoencoder_dimensions: The autoencoder's bottleneck size.
-        local_feature_map_channels: Channels the autoencoder reconstructs.
-        delg_global_features: DELG global head (GeM + embedding), else DELF's average
-            pooled block4.
-        delg_gem_power: GeM power.
-        delg_embedding_layer_dim: DELG global descriptor size.
-        input_scales_list: Fixed scales: the signature then takes only the image.
-        multi_scale_pool_type: `None` keeps one descriptor per scale; `average` or `sum`
-            pools them.
-        normalize_global_descriptor: L2-normalise the global descriptor(s).
+    `kind` is `local`, `global` or `local_and_global` (export_<kind>_model); each
+    script has the flags of FLAGS_OF_KIND and the defaults of `for_kind`.
     """
 
     kind: str
-    ckpt_path: str = "/tmp/delf_weights"
-    export_path: str = "/tmp/delf_model"
-    block3_strides: bool = True
-    iou: float = 1.0
-    use_autoencoder: bool = True
-    autoencoder_dimensions: int = 128
-    local_feature_map_channels: int = 1024
-    delg_global_features: bool = False
-    delg_gem_power: float = 3.0
-    delg_embedding_layer_dim: int = 2048
-    input_scales_list: tuple[float, ...] | None = None
-    multi_scale_pool_type: str = "None"
-    normalize_global_descriptor: bool = False
+    ckpt_path: str = option(
+        "/tmp/delf-logdir/delf-weights", "trained weights to export (<logdir>/delf_weights)"
+    )
+    export_path: str = option("/tmp/delf-model", "SavedModel folder to create (must not exist)")
+    block3_strides: bool = option(
+        True, "the model was trained with block3 strides: local features at stride 32, else 16"
+    )
+    iou: float = option(
+        1.0, "IoU of local-feature non-maximum suppression; 1.0 keeps all", above=0, maximum=1
+    )
+    use_autoencoder: bool = option(True, "local descriptors from the autoencoder's bottleneck")
+    autoencoder_dimensions: int = option(128, "autoencoder bottleneck size", minimum=1)
+    local_feature_map_channels: int = option(
+        1024, "channels the autoencoder reconstructs", minimum=1
+    )
+    delg_global_features: bool = option(
+        False, "DELG global head (GeM + embedding), else DELF's average-pooled block4"
+    )
+    delg_gem_power: float = option(3.0, "GeM power")
+    delg_embedding_layer_dim: int = option(2048, "DELG global descriptor size", minimum=1)
+    input_scales_list: tuple[float, ...] | None = option(
+        None,
+        "comma-separated fixed scales; the signature then takes only the image",
+        above=0,
+    )
+    multi_scale_pool_type: str = option(
+        "None",
+        "pooling of the per-scale descriptors: None keeps one per scale",
+        choices=POOL_TYPES,
+    )
+    normalize_global_descriptor: bool = option(False, "L2-normalise the global descriptor(s)")
 
     def __post_init__(self):
         if self.kind not in EXPORT_KINDS:
             raise ValueError(f"export kind must be one of {EXPORT_KINDS}, got {self.kind!r}")
-        if self.multi_scale_pool_type not in POOL_TYPES:
-            raise ValueError(
-                f"--multi_scale_pool_type must be one of {POOL_TYPES}, "
-                f"got {self.multi_scale_pool_type!r}"
-            )
-        if not 0.0 < self.iou <= 1.0:
-            raise ValueError(f"--iou must be in (0, 1], got {self.iou}")
         if self.input_scales_list is not None:
             scales = tuple(float(s) for s in self.input_scales_list)
-            if not scales or min(scales) <= 0:
-                raise ValueError(f"--input_scales_list must be positive, got {scales}")
+            if not scales:
+                raise ValueError("--input_scales_list is empty: give scales or leave it unset")
             object.__setattr__(self, "input_scales_list", scales)
+        check(self)
 
     @classmethod
     def for_kind(cls, kind: str, **fields) -> ExportConfig:
         """A config with the original script's defaults for `kind`, then `fields`."""
-        defaults = {
-            LOCAL: {},
-            # The global exporter builds DELF without block3 strides and no autoencoder.
-            GLOBAL: {"block3_strides": False, "use_autoencoder": False},
-            LOCAL_AND_GLOBAL: {"delg_global_features": True},
-        }[kind]
-        return cls(kind=kind, **{**defaults, **fields})
+        return cls(kind=kind, **{**DEFAULTS_OF_KIND[kind], **fields})
 
     @property
     def has_local(self) -> bool:

@@ -9,6 +9,7 @@ import numpy as np
 
 from delf_core.matching.putative import PutativeMatches, putative_matches
 from delf_core.matching.ransac import RansacResult, ransac_affine
+from delf_core.step_config import nested, option
 
 
 class FeatureSet(Protocol):
@@ -26,19 +27,34 @@ class MatchConfig:
     """Matching and verification settings; defaults are the original match_images'.
 
     Attributes:
-        distance_threshold: descriptor distance below which a nearest neighbour counts.
-        residual_threshold: RANSAC inlier distance, in pixels.
-        max_trials: most RANSAC samples.
         min_samples: points per RANSAC sample (3 for an affine map).
-        seed: RANSAC sampling seed; the original is unseeded, we fix it so that the
-            same features always give the same count. None draws fresh entropy.
     """
 
-    distance_threshold: float = 0.8
-    residual_threshold: float = 20.0
-    max_trials: int = 1000
+    distance_threshold: float = option(
+        0.8, "descriptor distance below which a nearest neighbour is a putative match"
+    )
+    residual_threshold: float = option(20.0, "RANSAC inlier distance in pixels")
+    max_trials: int = option(1000, "most RANSAC samples", minimum=1)
     min_samples: int = 3
-    seed: int | None = 0
+    # The original is unseeded; None draws fresh entropy.
+    seed: int | None = option(
+        0,
+        "RANSAC seed: the same features always give the same inlier count "
+        "(the original is unseeded)",
+        minimum=0,
+    )
+
+
+@dataclass(frozen=True)
+class MatchImagesConfig:
+    """The flags of `delf match_images`: two images, their features, the picture."""
+
+    image_1_path: str = option("test_images/image_1.jpg", "image 1 (local path or gs://)")
+    image_2_path: str = option("test_images/image_2.jpg", "image 2 (local path or gs://)")
+    features_1_path: str = option("test_features/image_1.delf", "DELF features of image 1")
+    features_2_path: str = option("test_features/image_2.delf", "DELF features of image 2")
+    output_image: str = option("test_match.png", "the match picture, as PNG")
+    matching: MatchConfig = nested(MatchConfig)
 
 
 @dataclass(frozen=True)

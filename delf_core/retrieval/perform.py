@@ -19,6 +19,7 @@ from delf_core.retrieval.search import (
     rank_by_similarity,
     read_local_features,
 )
+from delf_core.step_config import option
 
 log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.txt"
@@ -28,29 +29,29 @@ PROTOCOLS = ("medium", "hard")
 
 @dataclasses.dataclass(frozen=True)
 class RetrievalConfig:
-    """The flags of the original perform_retrieval, with its defaults.
+    """The flags of the original perform_retrieval, with its defaults, plus `num_workers`."""
 
-    Attributes:
-        dataset_file_path: Revisited ground truth, `.mat` or `.pkl`.
-        query_features_dir: Holds `<query>.delg_global` (and `.delg_local`).
-        index_features_dir: Holds `<index image>.delg_global` (and `.delg_local`).
-        use_geometric_verification: Re-rank the top results by RANSAC inliers.
-        local_descriptor_matching_threshold: Descriptor distance bound (or ratio).
-        ransac_residual_threshold: RANSAC inlier distance in pixels.
-        use_ratio_test: Ratio test instead of the distance bound.
-        output_dir: Where `metrics.txt` goes.
-        num_workers: Processes for re-ranking; None for all cores.
-    """
-
-    dataset_file_path: str = "/tmp/gnd_roxford5k.mat"
-    query_features_dir: str = "/tmp/features/query"
-    index_features_dir: str = "/tmp/features/index"
-    use_geometric_verification: bool = False
-    local_descriptor_matching_threshold: float = 1.0
-    ransac_residual_threshold: float = 20.0
-    use_ratio_test: bool = False
-    output_dir: str = "/tmp/retrieval"
-    num_workers: int | None = None
+    dataset_file_path: str = option("/tmp/gnd_roxford5k.mat", "Revisited gnd_*.mat or .pkl")
+    query_features_dir: str = option(
+        "/tmp/features/query", "holds <query>.delg_global (and .delg_local)"
+    )
+    index_features_dir: str = option(
+        "/tmp/features/index", "holds <index image>.delg_global (and .delg_local)"
+    )
+    use_geometric_verification: bool = option(
+        False, "re-rank the top 100 by local-feature RANSAC inliers"
+    )
+    local_descriptor_matching_threshold: float = option(
+        1.0,
+        "local descriptor distance bound (or ratio, with --use_ratio_test)",
+        aliases=("local_feature_distance_threshold",),
+    )
+    ransac_residual_threshold: float = option(20.0, "RANSAC inlier distance in pixels")
+    use_ratio_test: bool = option(False, "ratio test for local matches")
+    output_dir: str = option("/tmp/retrieval", "metrics.txt goes here")
+    num_workers: int | None = option(
+        None, "processes re-ranking in parallel; none: all cores", minimum=1
+    )
 
     def rerank_config(self) -> RerankConfig:
         return RerankConfig(
