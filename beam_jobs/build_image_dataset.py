@@ -8,17 +8,12 @@ original's flags as the config and every other flag as a Beam pipeline option
 from __future__ import annotations
 
 import logging
-import os
 
 import apache_beam as beam
 import fsspec
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import (
-    DirectOptions,
-    PipelineOptions,
-    StandardOptions,
-)
 
+from beam_jobs.options import pipeline_options
 from delf_core.build_image_dataset import (
     BuildConfig,
     ShardPlan,
@@ -34,9 +29,6 @@ from delf_core.build_image_dataset.write import StrictModeError, strict_error
 
 log = logging.getLogger(__name__)
 NAMESPACE = "build_image_dataset"
-# Beam 2.68+ makes DirectRunner try Prism first, which downloads a binary at run time:
-# offline that fails or hangs. The FnApiRunner is the same local runner without it.
-LOCAL_RUNNER = "FnApiRunner"
 
 
 class BuildJobError(RuntimeError):
@@ -123,27 +115,6 @@ def job_counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
     """The job's counters (records written, images per problem), by name."""
     query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
     return {counter.key.metric.name: counter.committed for counter in query["counters"]}
-
-
-def pipeline_options(pipeline_args: list[str]) -> PipelineOptions:
-    """Beam options from the leftover flags.
-
-    A local run uses the offline-safe runner with one thread per core, unless told
-    otherwise: JPEG decoding and file I/O release the GIL, and threads spare each
-    worker process a TensorFlow import (seconds) and start-up.
-    """
-    options = PipelineOptions(pipeline_args)
-    standard = options.view_as(StandardOptions)
-    if standard.runner in (None, "DirectRunner", "direct"):
-        standard.runner = LOCAL_RUNNER
-    if standard.runner == LOCAL_RUNNER:
-        direct = options.view_as(DirectOptions)
-        given = {arg.split("=", 1)[0] for arg in pipeline_args}
-        if "--direct_running_mode" not in given:
-            direct.direct_running_mode = "multi_threading"
-        if "--direct_num_workers" not in given:
-            direct.direct_num_workers = os.cpu_count() or 1
-    return options
 
 
 def run_build(config: BuildConfig, pipeline_args: list[str] | None = None) -> dict:

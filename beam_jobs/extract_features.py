@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.utils import shared
 from google.protobuf import text_format
 
-from beam_jobs.build_image_dataset import pipeline_options
+from beam_jobs.options import pipeline_options
 from delf_core import storage
 from delf_core.features import parse_delf_config
 from delf_core.features.extract import ImageItem, extract_item

@@ -106,8 +106,8 @@ def list_files(file_pattern: str) -> list[str]:
 
 def create_dataset(
     file_pattern: str,
-    image_size: int = 321,
-    batch_size: int = 32,
+    image_size: int,
+    batch_size: int,
     augmentation: bool = False,
     seed: int = 0,
     *,

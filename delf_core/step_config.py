@@ -55,6 +55,16 @@ def option(default: Any = MISSING, help: str = "", **spec: Any) -> Any:
     return dataclasses.field(default=default, metadata={_KEY: OptionSpec(help, **spec)})
 
 
+def same_as(config_cls: type, name: str) -> Any:
+    """A field declared as `config_cls`'s option `name`: same default, help and bounds.
+
+    For steps that share a flag (train and export share the model's structure), so
+    that it is declared once.
+    """
+    field = config_cls.__dataclass_fields__[name]
+    return dataclasses.field(default=field.default, metadata=field.metadata)
+
+
 def nested(config_cls: type) -> Any:
     """A field holding another config, whose options are flat options of this one."""
     return dataclasses.field(default_factory=config_cls, metadata={_KEY: None})

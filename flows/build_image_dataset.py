@@ -11,7 +11,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from beam_jobs.build_image_dataset import LOCAL_RUNNER, run_build
+from beam_jobs.build_image_dataset import run_build
+from beam_jobs.options import LOCAL_RUNNER
 from delf_core import storage
 from delf_core.build_image_dataset import BuildConfig, plan_build, up_to_date_manifest
 from flows.caching import OutputsStandCache

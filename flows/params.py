@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from beam_jobs.build_image_dataset import LOCAL_RUNNER
+from beam_jobs.options import LOCAL_RUNNER
 from delf_core import storage
 from delf_core.build_image_dataset.config import BuildConfig
 from delf_core.download.config import DownloadConfig

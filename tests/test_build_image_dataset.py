@@ -268,7 +268,8 @@ def test_gs_input_and_output_through_the_emulator(gcs_emulator, mini_gldv2, tmp_
 def test_bad_images_are_counted_as_beam_metrics(damaged, tmp_path):
     import apache_beam as beam
 
-    from beam_jobs.build_image_dataset import build_pipeline, job_counters, pipeline_options
+    from beam_jobs.build_image_dataset import build_pipeline, job_counters
+    from beam_jobs.options import pipeline_options
     from delf_core.build_image_dataset import plan_build, write_context
 
     dataset, _ = damaged

@@ -170,14 +170,16 @@ def test_a_first_batch_mixes_shards_even_without_shuffling(data):
 
 def test_labels_are_not_clipped_and_grayscale_gives_three_channels(data):
     for augmentation in (False, True):
-        images, labels = first_batch(data["gray"], image_size=SIZE, augmentation=augmentation)
+        images, labels = first_batch(
+            data["gray"], image_size=SIZE, batch_size=32, augmentation=augmentation
+        )
         assert images.shape[-1] == 3
         assert labels[0] == 10**6
         np.testing.assert_array_equal(images[..., 0], images[..., 2])
 
 
 def test_a_missing_label_parses_as_zero(data):
-    _, labels = one_epoch(data["unlabelled"], image_size=SIZE)
+    _, labels = one_epoch(data["unlabelled"], image_size=SIZE, batch_size=1)
     assert labels.tolist() == [0]
 
 
@@ -199,4 +201,4 @@ def test_max_examples_stops_one_pass_early_and_never_repeats(data):
 def test_a_pattern_matching_no_file_is_a_value_error_naming_it(tmp_path):
     pattern = str(tmp_path / "nothing-*")
     with pytest.raises(ValueError, match=re.escape(pattern)):
-        input_pipeline.create_dataset(pattern)
+        input_pipeline.create_dataset(pattern, image_size=SIZE, batch_size=1)

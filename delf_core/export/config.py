@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from delf_core.step_config import check, option
+from delf_core.model_options import ModelOptions
+from delf_core.step_config import check, option, same_as
 
 LOCAL = "local"
 GLOBAL = "global"
@@ -49,22 +50,16 @@ class ExportConfig:
         "/tmp/delf-logdir/delf-weights", "trained weights to export (<logdir>/delf_weights)"
     )
     export_path: str = option("/tmp/delf-model", "SavedModel folder to create (must not exist)")
-    block3_strides: bool = option(
-        True, "the model was trained with block3 strides: local features at stride 32, else 16"
-    )
+    block3_strides: bool = same_as(ModelOptions, "block3_strides")
     iou: float = option(
         1.0, "IoU of local-feature non-maximum suppression; 1.0 keeps all", above=0, maximum=1
     )
-    use_autoencoder: bool = option(True, "local descriptors from the autoencoder's bottleneck")
-    autoencoder_dimensions: int = option(128, "autoencoder bottleneck size", minimum=1)
-    local_feature_map_channels: int = option(
-        1024, "channels the autoencoder reconstructs", minimum=1
-    )
-    delg_global_features: bool = option(
-        False, "DELG global head (GeM + embedding), else DELF's average-pooled block4"
-    )
-    delg_gem_power: float = option(3.0, "GeM power")
-    delg_embedding_layer_dim: int = option(2048, "DELG global descriptor size", minimum=1)
+    use_autoencoder: bool = same_as(ModelOptions, "use_autoencoder")
+    autoencoder_dimensions: int = same_as(ModelOptions, "autoencoder_dimensions")
+    local_feature_map_channels: int = same_as(ModelOptions, "local_feature_map_channels")
+    delg_global_features: bool = same_as(ModelOptions, "delg_global_features")
+    delg_gem_power: float = same_as(ModelOptions, "delg_gem_power")
+    delg_embedding_layer_dim: int = same_as(ModelOptions, "delg_embedding_layer_dim")
     input_scales_list: tuple[float, ...] | None = option(
         None,
         "comma-separated fixed scales; the signature then takes only the image",

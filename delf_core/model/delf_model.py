@@ -12,7 +12,9 @@ from delf_core.model.attention_head import AttentionHead
 from delf_core.model.autoencoder import Autoencoder
 from delf_core.model.cosine_classifier import CosineClassifier
 from delf_core.model.gem_pooling import GeMPooling
-from delf_core.model.resnet50 import BLOCK3_CHANNELS, BLOCK4_CHANNELS, ResNet50
+from delf_core.model.resnet50 import BLOCK4_CHANNELS, ResNet50
+from delf_core.model_options import BLOCK3_CHANNELS, ModelOptions
+from delf_core.step_config import same_as
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,15 +38,15 @@ class ModelConfig:
     """
 
     num_classes: int | None
-    block3_strides: bool = True
-    delg_global_features: bool = False
-    delg_gem_power: float = 3.0
-    delg_embedding_layer_dim: int = 2048
-    delg_scale_factor_init: float = 45.25
-    delg_arcface_margin: float = 0.1
-    use_autoencoder: bool = True
-    autoencoder_dimensions: int = 128
-    local_feature_map_channels: int = 1024
+    block3_strides: bool = same_as(ModelOptions, "block3_strides")
+    delg_global_features: bool = same_as(ModelOptions, "delg_global_features")
+    delg_gem_power: float = same_as(ModelOptions, "delg_gem_power")
+    delg_embedding_layer_dim: int = same_as(ModelOptions, "delg_embedding_layer_dim")
+    delg_scale_factor_init: float = same_as(ModelOptions, "delg_scale_factor_init")
+    delg_arcface_margin: float = same_as(ModelOptions, "delg_arcface_margin")
+    use_autoencoder: bool = same_as(ModelOptions, "use_autoencoder")
+    autoencoder_dimensions: int = same_as(ModelOptions, "autoencoder_dimensions")
+    local_feature_map_channels: int = same_as(ModelOptions, "local_feature_map_channels")
 
     def __post_init__(self):
         for name in (

@@ -14,7 +14,6 @@ STAGES = (
 )
 # Which named map each stage's output is recorded as.
 _STAGE_OUTPUT = {2: "block1", 3: "block2", 4: "block3", 5: "block4"}
-BLOCK3_CHANNELS = 1024
 BLOCK4_CHANNELS = 2048
 
 

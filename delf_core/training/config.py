@@ -8,7 +8,8 @@ import posixpath
 
 import tensorflow as tf
 
-from delf_core.step_config import check, option
+from delf_core.model_options import ModelOptions
+from delf_core.step_config import check, option, same_as
 
 # Classes of each GLDv2 version, as the original reader declares them.
 NUM_CLASSES = {"gld_v1": 14951, "gld_v2": 203094, "gld_v2_clean": 81313}
@@ -44,24 +45,22 @@ class TrainConfig:
     initial_lr: float = option(0.01, "learning rate at step 0, decays linearly to 0", above=0)
     batch_size: int = option(32, "global batch size", minimum=1)
     max_iters: int = option(500000, "training steps", minimum=1)
-    block3_strides: bool = option(True, "stride 2 after conv4: local features at stride 32")
+    block3_strides: bool = same_as(ModelOptions, "block3_strides")
     use_augmentation: bool = option(True, "random crops when training")
     imagenet_checkpoint: str | None = option(
         None, "Keras ResNet50 notop .h5 to start the backbone from (path or URL)"
     )
     attention_loss_weight: float = option(1.0, "weight of the attention loss")
-    delg_global_features: bool = option(
-        False, "train DELG: GeM, whitening and an ArcFace cosine classifier"
-    )
-    delg_gem_power: float = option(3.0, "GeM power")
-    delg_embedding_layer_dim: int = option(2048, "size of the global descriptor", minimum=1)
-    delg_scale_factor_init: float = option(45.25, "scale of the cosine logits")
-    delg_arcface_margin: float = option(0.1, "ArcFace margin")
+    delg_global_features: bool = same_as(ModelOptions, "delg_global_features")
+    delg_gem_power: float = same_as(ModelOptions, "delg_gem_power")
+    delg_embedding_layer_dim: int = same_as(ModelOptions, "delg_embedding_layer_dim")
+    delg_scale_factor_init: float = same_as(ModelOptions, "delg_scale_factor_init")
+    delg_arcface_margin: float = same_as(ModelOptions, "delg_arcface_margin")
     image_size: int = option(321, "training image side", minimum=1)
-    use_autoencoder: bool = option(True, "learn the local descriptor's dimension reduction")
+    use_autoencoder: bool = same_as(ModelOptions, "use_autoencoder")
     reconstruction_loss_weight: float = option(10.0, "weight of the autoencoder's loss")
-    autoencoder_dimensions: int = option(128, "local descriptor size after reduction", minimum=1)
-    local_feature_map_channels: int = option(1024, "channels of the local feature map", minimum=1)
+    autoencoder_dimensions: int = same_as(ModelOptions, "autoencoder_dimensions")
+    local_feature_map_channels: int = same_as(ModelOptions, "local_feature_map_channels")
     mixed_precision: bool = option(False, "float16 compute (GPU)")
     steps_per_loop: int = option(1, "steps run inside one tf.function call", minimum=1)
     report_interval: int = option(100, "steps between logs and summaries", minimum=1)
