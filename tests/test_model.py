@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -26,6 +27,9 @@ from delf_core.model import (
     load_imagenet_weights,
 )
 from delf_core.model.cosine_classifier import arcface_margin
+from delf_core.training.config import TrainConfig
+from delf_core.training.losses import compute_losses, correct_predictions
+from delf_core.training.step import build_model_and_optimizer, make_train_step
 from tests.model_contract import assert_outputs_close, run_layer_contract
 
 SIZE, BATCH, CLASSES = 64, 2, 5
@@ -232,8 +236,8 @@ def test_no_gradient_from_local_heads_into_backbone():
     model.build_for(SIZE)
     with tf.GradientTape(persistent=True) as tape:
         out = model(_images(), labels=LABELS, training=True)
-        local = tf.reduce_sum(out["attn_logits"]) + tf.reduce_sum(out["reconstruction"])
-        glob = tf.reduce_sum(out["desc_logits"])
+        losses = compute_losses(out, LABELS, BATCH, TrainConfig())
+        local, glob = losses["attn"] + losses["recon"], losses["desc"]
     backbone = model.backbone.trainable_weights
     assert all(g is None for g in tape.gradient(local, backbone))
     head = model.attention.trainable_weights + model.autoencoder.trainable_weights
@@ -260,32 +264,99 @@ def test_registry_and_config_errors():
     assert ModelConfig(num_classes=3, autoencoder_dimensions=128.0).autoencoder_dimensions == 128
 
 
-def _train_step(model, optimizer, images, labels):
-    with tf.GradientTape() as tape:
-        out = model(images, labels=labels, training=True)
-        ce = keras.losses.sparse_categorical_crossentropy
-        loss = tf.reduce_mean(ce(labels, out["desc_logits"], from_logits=True))
-        loss += tf.reduce_mean(ce(labels, out["attn_logits"], from_logits=True))
-        loss += 10.0 * tf.reduce_mean(tf.square(out["block3"] - out["reconstruction"]))
-    grads = tape.gradient(loss, model.trainable_weights)
-    missing = [v.path for v, g in zip(model.trainable_weights, grads, strict=True) if g is None]
-    assert not missing
-    optimizer.apply_gradients(zip(grads, model.trainable_weights, strict=True))
-    return loss
+# ----------------------------------------------------------------------------------------
+# The trainer's losses and step
+
+
+def test_losses_against_values_worked_by_hand():
+    labels = tf.constant([0, 1])
+    outputs = {
+        "desc_logits": tf.zeros([2, 2]),  # p = 1/2 each: ln 2 per example
+        "attn_logits": tf.constant([[math.log(3.0), 0.0], [0.0, 0.0]]),  # ln(4/3), ln 2
+        "block3": tf.zeros([2, 1, 1, 2]),
+        "reconstruction": tf.constant([[[[1.0, 1.0]]], [[[3.0, 0.0]]]]),  # MSE 1 and 4.5
+    }
+    config = TrainConfig(attention_loss_weight=0.5, reconstruction_loss_weight=10.0)
+    want = {"desc": math.log(2.0), "attn": math.log(8 / 3) / 2, "recon": 2.75}
+    want["total"] = want["desc"] + 0.5 * want["attn"] + 10.0 * want["recon"]
+    got = compute_losses(outputs, labels, 2, config)
+    assert {k: float(v) for k, v in got.items()} == pytest.approx(want, rel=1e-6)
+    # Divided by the global batch: two replicas of this batch each give half.
+    halves = compute_losses(outputs, labels, 4, config)
+    assert {k: float(v) for k, v in halves.items()} == pytest.approx(
+        {k: v / 2 for k, v in want.items()}, rel=1e-6
+    )
+    no_ae = compute_losses(outputs, labels, 2, dataclasses.replace(config, use_autoencoder=False))
+    assert float(no_ae["recon"]) == 0.0
+    assert float(no_ae["total"]) == pytest.approx(want["desc"] + 0.5 * want["attn"], rel=1e-6)
+    # The reconstruction target is block3 held fixed: its loss moves only the autoencoder.
+    block3, recon = outputs["block3"], outputs["reconstruction"]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([block3, recon])
+        loss = compute_losses(outputs, labels, 2, config)["recon"]
+    assert tape.gradient(loss, block3) is None
+    assert tape.gradient(loss, recon) is not None
+    # Row 0 is right; row 1 is a tie, which argmax gives to class 0.
+    assert float(correct_predictions(labels, outputs["attn_logits"])) == 1.0
+
+
+def _step_on_a_tiny_batch(name: str, **overrides):
+    """The trainer's model, optimizer and step for `name`, after one step on one batch."""
+    config = TrainConfig(
+        delg_global_features=name == "delg_r50",
+        image_size=SIZE,
+        batch_size=BATCH,
+        max_iters=100,
+        **overrides,
+    )
+    strategy = tf.distribute.get_strategy()
+    model, optimizer = build_model_and_optimizer(config, CLASSES, strategy)
+    step = make_train_step(model, optimizer, strategy, config, CLASSES)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    metrics = step(_batches(strategy, LABELS), tf.constant(1))
+    return model, optimizer, step, before, {k: float(v) for k, v in metrics.items()}
+
+
+def _batches(strategy: tf.distribute.Strategy, labels: tf.Tensor):
+    """The trainer's input: a distributed iterator, here of the same batch over and over."""
+    data = tf.data.Dataset.from_tensors((_images(), labels)).repeat()
+    return iter(strategy.experimental_distribute_dataset(data))
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(MODEL_VARIANTS))
 def test_registered_variant_forward_train_step_and_contract(name, tmp_path):
-    model = create_model(name, num_classes=CLASSES)
-    model.build_for(SIZE)
-    before = [w.numpy().copy() for w in model.trainable_weights]
-    optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
-    loss = _train_step(model, optimizer, _images(), LABELS)
-    assert np.isfinite(float(loss))
+    # A clip far below the gradient's norm makes the step's size known: lr * clip_norm.
+    # Their product is 1, so that no weight's share of the step is lost to rounding.
+    lr, clip = 100.0, 0.01
+    model, optimizer, step, before, metrics = _step_on_a_tiny_batch(
+        name, initial_lr=lr, clip_norm=clip
+    )
+    assert set(metrics) == {
+        "loss/desc",
+        "loss/attn",
+        "loss/recon",
+        "loss/total",
+        "train_accuracy/desc",
+        "train_accuracy/attn",
+    }
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    assert metrics["loss/recon"] > 0 and metrics["loss/total"] > metrics["loss/desc"] > 0
+    assert all(0.0 <= metrics[f"train_accuracy/{h}"] <= 1.0 for h in ("desc", "attn"))
     assert int(optimizer.iterations) == 1
-    after = model.trainable_weights
-    assert all(not np.array_equal(b, a.numpy()) for b, a in zip(before, after, strict=True))
+    after = [w.numpy() for w in model.trainable_weights]
+    unchanged = [
+        w.path
+        for w, b, a in zip(model.trainable_weights, before, after, strict=True)
+        if np.array_equal(b, a)
+    ]
+    assert not unchanged  # every trainable weight got a gradient
+    # First SGD step from zero momentum: the weights move by lr times the clipped gradient.
+    moved = math.sqrt(sum(float(np.sum((a - b) ** 2)) for b, a in zip(before, after, strict=True)))
+    assert moved == pytest.approx(lr * clip, rel=1e-3)
+    out_of_range = tf.constant([0, CLASSES], tf.int64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not below num_classes"):
+        step(_batches(tf.distribute.get_strategy(), out_of_range), tf.constant(1))
     run_layer_contract(
         model, _images(1), tmp_path, tensor_kwargs={"labels": LABELS}, options={"training": False}
     )

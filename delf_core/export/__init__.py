@@ -1,8 +1,24 @@
 """SavedModel export of the multi-scale local and global feature extraction graphs."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from delf_core.export.config import EXPORT_KINDS, ExportConfig
-from delf_core.export.export import ExportExistsError, export_model
-from delf_core.export.restore import CheckpointMismatchError, restore_feature_model
+
+if TYPE_CHECKING:
+    from delf_core.export.export import ExportExistsError, export_model
+    from delf_core.export.restore import CheckpointMismatchError, restore_feature_model
+
+# The names that need TensorFlow load on first use, so that the export flags (which
+# import delf_core.export.config, and so this package) parse without it.
+_LAZY = {
+    "ExportExistsError": "delf_core.export.export",
+    "export_model": "delf_core.export.export",
+    "CheckpointMismatchError": "delf_core.export.restore",
+    "restore_feature_model": "delf_core.export.restore",
+}
 
 __all__ = [
     "EXPORT_KINDS",
@@ -12,3 +28,9 @@ __all__ = [
     "export_model",
     "restore_feature_model",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -22,6 +22,7 @@ from delf_core.features.naming import (
     child_path,
 )
 from delf_core.features.preprocess import decode_rgb
+from delf_core.revisited_dataset import read_dataset_file
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ def items_from_dataset(dataset_file_path: str, images_dir: str, image_set: str) 
     Raises:
         ValueError: naming the file: a bad file, or an image name that leaves `images_dir`.
     """
-    from delf_core.retrieval import read_dataset_file
-
     dataset = read_dataset_file(dataset_file_path)
     names = dataset.images(image_set)
     items = []

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from delf_core.gldv2 import layout, views
+from delf_core.gldv2.mini_config import NUM_LANDMARK_IDS, MiniDatasetConfig
 
-if TYPE_CHECKING:
-    from delf_core.gldv2.mini import MiniDatasetConfig
-
-# GLDv2 landmark ids are sparse ints below this bound.
-NUM_LANDMARK_IDS = 203094
 # `.invalid` is reserved (RFC 2606): these URLs look like GLDv2's but can never resolve.
 URL_PREFIX = "https://mini.gldv2.invalid"
 PUBLIC, PRIVATE, IGNORED = "Public", "Private", "Ignored"

@@ -9,8 +9,8 @@ import pickle
 from PIL import Image
 
 from delf_core import storage
-from delf_core.features.naming import check_name
 from delf_core.gldv2 import layout
+from delf_core.names import check_name
 
 
 def _rows(path: str) -> list[dict[str, str]]:

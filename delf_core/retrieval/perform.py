@@ -10,7 +10,6 @@ import numpy as np
 
 from delf_core import storage
 from delf_core.retrieval import metrics
-from delf_core.retrieval.dataset import read_dataset_file
 from delf_core.retrieval.rerank import RerankConfig, rerank_by_geometric_verification
 from delf_core.retrieval.search import (
     descriptor_dim,
@@ -19,6 +18,7 @@ from delf_core.retrieval.search import (
     rank_by_similarity,
     read_local_features,
 )
+from delf_core.revisited_dataset import read_dataset_file
 from delf_core.step_config import option
 
 log = logging.getLogger(__name__)

@@ -1,12 +1,8 @@
-"""The flags of train, with the original's defaults, and how the class count is found."""
+"""The flags of train, with the original's defaults."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import posixpath
-
-import tensorflow as tf
 
 from delf_core.model_options import ModelOptions
 from delf_core.step_config import check, option, same_as
@@ -102,24 +98,3 @@ class TrainConfig:
             report_interval=10,
             eval_interval=10,
         )
-
-
-def resolve_num_classes(config: TrainConfig) -> int:
-    """`--num_classes` if given, else the dataset version's, else the build manifest's.
-
-    Raises:
-      ValueError: with `--dataset_version=manifest` when no manifest sits beside the
-        train shards.
-    """
-    if config.num_classes is not None:
-        return config.num_classes
-    if config.dataset_version in NUM_CLASSES:
-        return NUM_CLASSES[config.dataset_version]
-    path = posixpath.join(posixpath.dirname(config.train_file_pattern), MANIFEST_NAME)
-    if not tf.io.gfile.exists(path):
-        raise ValueError(
-            f"--dataset_version={FROM_MANIFEST}: no {MANIFEST_NAME} beside "
-            f"--train_file_pattern={config.train_file_pattern}; pass --num_classes"
-        )
-    with tf.io.gfile.GFile(path) as handle:
-        return int(json.load(handle)["num_classes"])

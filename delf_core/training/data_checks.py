@@ -10,10 +10,14 @@ TensorFlow's DataLossError names a byte offset but not the file. Checking every 
 up front would read all of GLDv2 (1.58M images) before each run, so instead, on failure,
 `read_error` looks at that offset in each matching file: one header read per file, and
 only when something is already wrong.
+
+And the class count, when the build manifest beside the train shards gives it.
 """
 
 from __future__ import annotations
 
+import json
+import posixpath
 import re
 import struct
 
@@ -22,6 +26,7 @@ from google.protobuf.message import DecodeError
 
 from delf_core import records
 from delf_core.input_pipeline import parse_and_preprocess
+from delf_core.training.config import FROM_MANIFEST, MANIFEST_NAME, NUM_CLASSES, TrainConfig
 
 try:  # the C crc32c that gcsfs brings; the pure-Python one below is the fallback
     import google_crc32c
@@ -244,3 +249,24 @@ def _reason(error: tf.errors.OpError) -> str:
     text = lines[nodes[0] - 1] if nodes and nodes[0] > 0 else " ".join(lines)
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
     return re.sub(r"\s*\[Op:.*", "", text).strip()
+
+
+def resolve_num_classes(config: TrainConfig) -> int:
+    """`--num_classes` if given, else the dataset version's, else the build manifest's.
+
+    Raises:
+      ValueError: with `--dataset_version=manifest` when no manifest sits beside the
+        train shards.
+    """
+    if config.num_classes is not None:
+        return config.num_classes
+    if config.dataset_version in NUM_CLASSES:
+        return NUM_CLASSES[config.dataset_version]
+    path = posixpath.join(posixpath.dirname(config.train_file_pattern), MANIFEST_NAME)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(
+            f"--dataset_version={FROM_MANIFEST}: no {MANIFEST_NAME} beside "
+            f"--train_file_pattern={config.train_file_pattern}; pass --num_classes"
+        )
+    with tf.io.gfile.GFile(path) as handle:
+        return int(json.load(handle)["num_classes"])

@@ -19,8 +19,13 @@ from delf_core import __version__, storage
 from delf_core.input_pipeline import create_dataset
 from delf_core.model import load_imagenet_weights
 from delf_core.training import summaries
-from delf_core.training.config import TrainConfig, resolve_num_classes
-from delf_core.training.data_checks import RecordsError, check_records, read_error
+from delf_core.training.config import TrainConfig
+from delf_core.training.data_checks import (
+    RecordsError,
+    check_records,
+    read_error,
+    resolve_num_classes,
+)
 from delf_core.training.distribute import make_cluster
 from delf_core.training.schedule import linear_decay
 from delf_core.training.step import build_model_and_optimizer, make_train_step

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from delf_core import storage
-from delf_core.features.naming import check_name
+from delf_core.names import check_name
 
 GROUND_TRUTH_KEYS = ("easy", "hard", "junk")
 # Index lists an entry may also hold (the non-revisited Oxford/Paris files' `ok`):
