@@ -152,10 +152,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from delf_core.training.loop import LabelOutOfRangeError, train
+    from delf_core.training.loop import LabelOutOfRangeError
+    from delf_core.training.run_record import train_recorded
 
+    # As the flow's train task: a logdir of a run on other data is set aside, not resumed.
     try:
-        result = train(config_from_args(args))
+        result = train_recorded(config_from_args(args))
     except (ValueError, LabelOutOfRangeError) as error:
         print(f"delf train: error: {error}", file=sys.stderr)
         return 2
