@@ -189,11 +189,9 @@ def test_a_rerun_keeps_current_metrics_and_new_features_are_ranked_again(
 
     dataset, query_dir, index_dir = benchmark_files
     out = tmp_path / "retrieval"
-    argv = [
-        "perform_retrieval", f"--dataset_file_path={dataset}",
-        f"--query_features_dir={query_dir}", f"--index_features_dir={index_dir}",
-        f"--output_dir={out}",
-    ]  # fmt: skip
+    flags = {"dataset_file_path": dataset, "query_features_dir": query_dir,
+             "index_features_dir": index_dir, "output_dir": out}  # fmt: skip
+    argv = ["perform_retrieval", *(f"--{name}={value}" for name, value in flags.items())]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert "Wrote" in first
