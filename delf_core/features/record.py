@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from google.protobuf import text_format
 
 from delf_core import manifests, storage
-from delf_core.export.current import FINGERPRINT_NAME
-from delf_core.export.export import MANIFEST_NAME as EXPORT_MANIFEST_NAME
-from delf_core.features.config import DelfConfig
-from delf_core.features.extract import ExtractReport, ImageItem, extract_images, output_paths
 from delf_core.features.extract_job import MANIFEST_NAME, plan_extraction
-from delf_core.features.extractor import Extractor
+
+if TYPE_CHECKING:
+    from delf_core.features.config import DelfConfig
+    from delf_core.features.extract import ExtractReport, ImageItem
+    from delf_core.features.extractor import Extractor
 
 
 def features_source(export_path: str, config: DelfConfig, delg_form: bool) -> str:
@@ -33,6 +34,10 @@ def features_source(export_path: str, config: DelfConfig, delg_form: bool) -> st
     Returns:
         The hex digest; it changes with the export's manifest, its weights and the config.
     """
+    # Here, not above: reading a folder's record (perform_retrieval) needs no TensorFlow.
+    from delf_core.export.current import FINGERPRINT_NAME
+    from delf_core.export.export import MANIFEST_NAME as EXPORT_MANIFEST_NAME
+
     return manifests.fingerprint(
         {
             "export_manifest": manifests.read_json(storage.join(export_path, EXPORT_MANIFEST_NAME)),
@@ -69,6 +74,8 @@ def record_entry(item: ImageItem, source: str) -> dict:
 
 def feature_files(item: ImageItem, output_dir: str, delg_form: bool, config: DelfConfig) -> list:
     """The paths of the feature files `item` gets in `output_dir`."""
+    from delf_core.features.extract import output_paths
+
     return [path for _, path in output_paths(item, output_dir, delg_form, config)]
 
 
@@ -163,6 +170,8 @@ def extract_recorded(
     Returns:
         The extraction's report, and how many stale files were removed first.
     """
+    from delf_core.features.extract import extract_images
+
     replaced = remove_stale(items, output_dir, extractor.config, delg_form, source)
     report = extract_images(
         extractor, items, output_dir, delg_form=delg_form, on_progress=on_progress
