@@ -6,6 +6,16 @@ set -euo pipefail
 delf=$(realpath "${1:-$(command -v delf)}")
 demo_dir=${2:-.demo}
 
+# preset NAME MODEL_PATH SCORE_THRESHOLD OUT: writes the DelfConfig the product ships as
+# NAME (delf_core/features/presets: the seed README's and the DELG instructions') for
+# the export MODEL_PATH, with another attention threshold.
+preset() {
+  "$(dirname "$delf")/python" -c 'import sys
+from delf_core.features import write_delf_config
+from delf_core.features.presets import load_preset
+write_delf_config(load_preset(sys.argv[1], sys.argv[2], float(sys.argv[3])), sys.argv[4])' "$@"
+}
+
 rm -rf "$demo_dir"
 mkdir -p "$demo_dir"
 "$delf" make_mini_dataset --output_dir="$demo_dir/mirror"
@@ -115,22 +125,8 @@ echo "testing the trained model: extract two images of one landmark, match them"
 # The seed README's test config for a TF2 local export, but one threshold: attention
 # after 2 training steps sits near softplus(0) = 0.69 everywhere, so the seed's 100.0
 # (for a fully trained model) would keep no feature.
-cat >delf_config_example.pbtxt <<'PBTXT'
-model_path: "gldv2_model_local"
-image_scales: .25
-image_scales: .3536
-image_scales: .5
-image_scales: .7071
-image_scales: 1.0
-image_scales: 1.4142
-image_scales: 2.0
-is_tf2_exported: true
-delf_local_config {
-  use_pca: false
-  max_feature_num: 1000
-  score_threshold: 0.5
-}
-PBTXT
+preset delf_config_example.pbtxt gldv2_model_local 0.5 delf_config_example.pbtxt
+cat delf_config_example.pbtxt
 # Two views of the first landmark of train_clean.csv (landmark_id,images).
 read -r a b _ < <(sed -n 2p gldv2_dataset/train/train_clean.csv | cut -d, -f2)
 image() { echo "gldv2_dataset/train/${1:0:1}/${1:1:1}/${1:2:1}/$1.jpg"; }
@@ -156,31 +152,7 @@ rm -rf gnd_mini.pkl delg_config.pbtxt data/mini_features results/mini
 # theirs (175 to 454.6) fits a fully trained model, and attention after 2 training steps
 # sits near softplus(0) = 0.69, so they would keep no local feature and geometric
 # verification would have nothing to match.
-cat >delg_config.pbtxt <<'PBTXT'
-model_path: "gldv2_model_local_and_global"
-image_scales: 0.25
-image_scales: 0.35355338
-image_scales: 0.5
-image_scales: 0.70710677
-image_scales: 1.0
-image_scales: 1.4142135
-image_scales: 2.0
-use_local_features: true
-use_global_features: true
-is_tf2_exported: true
-max_image_size: 1024
-delf_local_config {
-  use_pca: false
-  max_feature_num: 1000
-  score_threshold: 0.5
-}
-delf_global_config {
-  use_pca: false
-  image_scales_ind: 3
-  image_scales_ind: 4
-  image_scales_ind: 5
-}
-PBTXT
+preset delg_config.pbtxt gldv2_model_local_and_global 0.5 delg_config.pbtxt
 "$delf" extract_features \
   --delf_config_path delg_config.pbtxt \
   --dataset_file_path gnd_mini.pkl \

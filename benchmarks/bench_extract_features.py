@@ -13,12 +13,12 @@ import tensorflow as tf
 from bench_build_image_dataset import encode, make_bases, vary
 
 from delf_core.export import ExportConfig, export_model
-from delf_core.features import parse_delf_config
 from delf_core.features.extract import ImageItem, extract_images
 from delf_core.features.extractor import Extractor
+from delf_core.features.presets import SEED_PRESET, load_preset, seed_delf_config
 from delf_core.model import create_model
 
-SEVEN_SCALES = (0.25, 0.3536, 0.5, 0.7071, 1.0, 1.4142, 2.0)
+SEED_SCALES = tuple(load_preset(SEED_PRESET).image_scales)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,14 +56,10 @@ def export(folder: Path, delg: bool, iou: float, name: str) -> str:
 
 
 def config_for(model_path: str, delg: bool):
-    text = f'model_path: "{model_path}"\nis_tf2_exported: true\nmax_image_size: 1024\n'
-    text += "".join(f"image_scales: {s}\n" for s in SEVEN_SCALES)
-    text += "delf_local_config { use_pca: false max_feature_num: 1000 score_threshold: 0.0 }\n"
-    if delg:
-        text += "use_global_features: true\n"
-        text += "delf_global_config { use_pca: false image_scales_ind: 3 image_scales_ind: 4 "
-        text += "image_scales_ind: 5 }\n"
-    return parse_delf_config(text)
+    """The seed's config (the shipped preset), images at most 1024 px, threshold 0."""
+    config = seed_delf_config(model_path, delg, score_threshold=0.0)
+    config.max_image_size = 1024
+    return config
 
 
 def extraction_images_per_s(model_path: str, items: list[ImageItem], out: Path, delg: bool):
@@ -83,7 +79,7 @@ def model_alone_images_per_s(model_path: str, delg: bool, count: int) -> float:
     image = tf.constant(np.random.default_rng(0).integers(0, 256, (768, 1024, 3), np.uint8))
     inputs = {
         "input_image": image,
-        "input_scales": tf.constant(SEVEN_SCALES, tf.float32),
+        "input_scales": tf.constant(SEED_SCALES, tf.float32),
         "input_max_feature_num": tf.constant(1000),
         "input_abs_thres": tf.constant(0.0),
     }

@@ -19,9 +19,9 @@ from beam_jobs.build_image_dataset import run_build
 from delf_core.build_image_dataset import BuildConfig
 from delf_core.download import DownloadConfig, download
 from delf_core.export import ExportConfig, export_model
-from delf_core.features import parse_delf_config
 from delf_core.features.extract import extract_images, items_from_dataset
 from delf_core.features.extractor import Extractor
+from delf_core.features.presets import DELG_PRESET, load_preset
 from delf_core.gldv2.mini import MiniDatasetConfig, make_mini_dataset
 from delf_core.gldv2.mirror import MirrorServer
 from delf_core.gldv2.revisited import write_revisited_ground_truth
@@ -30,15 +30,13 @@ from delf_core.retrieval.perform import RetrievalConfig, perform_retrieval
 from delf_core.training.config import TrainConfig
 from delf_core.training.loop import WEIGHTS_NAME, train
 
-# The DELG configs' pyramid and global scales, with a threshold small models pass.
-DELG_CONFIG = """
-model_path: "{model}"
-image_scales: 0.25 image_scales: 0.35355338 image_scales: 0.5 image_scales: 0.70710677
-image_scales: 1.0 image_scales: 1.4142135 image_scales: 2.0
-use_local_features: true use_global_features: true is_tf2_exported: true
-delf_local_config {{ use_pca: false max_feature_num: 1000 score_threshold: 0.0 }}
-delf_global_config {{ use_pca: false image_scales_ind: 3 image_scales_ind: 4 image_scales_ind: 5 }}
-"""
+
+def delg_config(model: str):
+    """The DELG configs' pyramid and global scales (the shipped preset), with a threshold
+    small models pass and no size bound."""
+    config = load_preset(DELG_PRESET, model, score_threshold=0.0)
+    config.ClearField("max_image_size")
+    return config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,7 +77,7 @@ def evaluate(name: str, weights: str, root: Path, dataset: Path, gnd: Path) -> d
             "local_and_global", ckpt_path=weights, export_path=str(root / f"{name}_model")
         )
     )
-    extractor = Extractor(parse_delf_config(DELG_CONFIG.format(model=model)))
+    extractor = Extractor(delg_config(model))
     features = root / f"{name}_features"
     started = time.perf_counter()
     for image_set, split in (("query", "test"), ("index", "index")):

@@ -26,13 +26,25 @@ def config_from_args(args: argparse.Namespace, kind: str, **defaults) -> ExportC
 
 
 def run_export(args: argparse.Namespace, kind: str, **defaults) -> int:
-    """Runs one export; a bad flag or checkpoint is one line on stderr and exit code 1."""
-    from delf_core.export import CheckpointMismatchError, ExportExistsError, export_model
+    """Runs one export; a bad flag or checkpoint is one line on stderr and exit code 1.
 
+    A folder that holds a current export of the same checkpoint and flags is kept, as
+    the flow keeps it; one that holds anything else is refused (ExportExistsError).
+    """
+    from delf_core.export import CheckpointMismatchError, ExportExistsError
+    from delf_core.export.current import export_if_stale
+
+    config = config_from_args(args, kind, **defaults)
     try:
-        path = export_model(config_from_args(args, kind, **defaults))
+        outcome = export_if_stale(config)
     except (ExportExistsError, FileNotFoundError, CheckpointMismatchError, ValueError) as error:
         log.error("%s", error)
         return 1
-    print(f"Exported the {kind.replace('_', ' ')} model to {path}")
+    if not outcome.exported:
+        print(
+            f"{config.export_path} holds a current {kind.replace('_', ' ')} export of "
+            f"{config.ckpt_path}; nothing to do"
+        )
+        return 0
+    print(f"Exported the {kind.replace('_', ' ')} model to {config.export_path.rstrip('/')}")
     return 0

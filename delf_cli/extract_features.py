@@ -38,9 +38,10 @@ def run(args: argparse.Namespace) -> int:
     if args.pipeline_args:
         log.error("unknown flags %s (Beam options need --beam)", " ".join(args.pipeline_args))
         return 2
-    from delf_core.features.extract import ProgressLog, extract_images
+    from delf_core.features.extract import ProgressLog
     from delf_core.features.extract_job import failures_line, finish
     from delf_core.features.extractor import Extractor
+    from delf_core.features.record import extract_recorded, features_source
 
     try:
         job = flags.job()
@@ -50,9 +51,14 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", error)
         return 1
     log.info("extracting %d images to %s", len(items), job.output_dir)
-    report = extract_images(
-        extractor, items, job.output_dir, delg_form=job.delg_form, on_progress=ProgressLog()
+    # As the flow's task: files another model or config made are extracted again, and
+    # the folder's manifest records what made each file.
+    source = features_source(config.model_path, config, job.delg_form)
+    report, replaced = extract_recorded(
+        extractor, items, job.output_dir, job.delg_form, source, on_progress=ProgressLog()
     )
+    if replaced:
+        log.info("removed %d feature files another model or config made", replaced)
     try:
         # The report and manifest the Beam job writes too: the failed images and why.
         counts = {"extracted": report.extracted, "skipped": report.skipped}

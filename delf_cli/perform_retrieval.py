@@ -20,19 +20,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from delf_core.retrieval.current import perform_retrieval_if_stale
     from delf_core.retrieval.metrics import PR_RANKS
-    from delf_core.retrieval.perform import perform_retrieval
 
+    # As the flow's task: a metrics.txt of the same flags, ground truth and features is kept.
     try:
-        result = perform_retrieval(build_config(args, RetrievalConfig))
+        outcome = perform_retrieval_if_stale(build_config(args, RetrievalConfig))
     except (OSError, ValueError) as error:
         log.error("%s", error)
         return 1
-    for name in sorted(result.mean_average_precision):
-        print(f"{name}: mAP={100 * result.mean_average_precision[name]:.2f}")
+    if outcome.result is not None:
+        mean_ap = outcome.result.mean_average_precision
+        precisions, recalls = outcome.result.mean_precisions, outcome.result.mean_recalls
+    else:
+        mean_ap = outcome.saved.mean_average_precision
+        precisions, recalls = outcome.saved.mean_precisions, outcome.saved.mean_recalls
+    for name in sorted(mean_ap):
+        print(f"{name}: mAP={100 * mean_ap[name]:.2f}")
         # float(): NumPy 2 would print each value as np.float64(...).
-        for kind, values in (("P", result.mean_precisions), ("R", result.mean_recalls)):
+        for kind, values in (("P", precisions), ("R", recalls)):
             print(f"  m{kind}@k{list(PR_RANKS)} {[round(100 * float(v), 2) for v in values[name]]}")
-    timings = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
-    print(f"Wrote {result.metrics_path} ({timings})")
+    if not outcome.computed:
+        print(
+            f"{outcome.metrics_path} is current (same flags, ground truth and features); "
+            "nothing computed"
+        )
+        return 0
+    timings = ", ".join(f"{k} {v:.2f}" for k, v in outcome.timings.items())
+    print(f"Wrote {outcome.metrics_path} ({timings})")
     return 0

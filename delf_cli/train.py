@@ -17,10 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from delf_core.training.loop import LabelOutOfRangeError, train
+    from delf_core.training.loop import LabelOutOfRangeError
+    from delf_core.training.run_record import train_recorded
 
+    # As the flow's train task: a logdir of a run on other data is set aside, not resumed.
     try:
-        result = train(build_config(args, TrainConfig))
+        result = train_recorded(build_config(args, TrainConfig))
     except (ValueError, LabelOutOfRangeError) as error:
         print(f"delf train: error: {error}", file=sys.stderr)
         return 2

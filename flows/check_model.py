@@ -9,10 +9,11 @@ from prefect import flow, get_run_logger
 
 from delf_core import storage
 from delf_core.export.config import EXPORT_KINDS, LOCAL, LOCAL_AND_GLOBAL
+from delf_core.export.trained import export_config
 from delf_core.gldv2 import layout
 from delf_core.gldv2.labels import read_clean_labels
 from delf_core.training.config import TrainConfig
-from flows.export import export_config, export_task
+from flows.export import export_task
 from flows.extract_features import CONFIG_NAME, SEED_SCORE_THRESHOLD, extract_features_task
 from flows.match_images import match_images_task
 

@@ -7,42 +7,44 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 from google.protobuf import text_format
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from delf_core import storage
+from delf_core import manifests, storage
 from delf_core.export.config import LOCAL_AND_GLOBAL
+from delf_core.export.current import exported_kind
 from delf_core.features import DelfConfig, write_delf_config
-from delf_core.features.extract import ImageItem, extract_images, items_from_dataset
+from delf_core.features.extract import ImageItem, items_from_dataset
 from delf_core.features.extractor import Extractor
-from flows.caching import OutputsStandCache
-from flows.extract_features import (
-    SEED_GLOBAL_SCALES_IND,
-    SEED_MAX_FEATURE_NUM,
-    counts_markdown,
-    export_manifest,
-    extraction_progress,
+from delf_core.features.presets import DELG_PRESET, load_preset
+from delf_core.features.record import (
+    extract_recorded,
     features_fingerprint,
     features_source,
     features_stand,
-    publish_extract_summary,
-    record_features,
-    remove_stale,
-    seed_delf_config,
-    sha256_file,
 )
-from flows.retries import transient_io_error
+from flows.caching import OutputsStandCache
+from flows.extract_features import (
+    counts_markdown,
+    extraction_progress,
+    publish_extract_summary,
+)
+from flows.retries import TRANSIENT_IO_RETRIES
 
-# The DELG configs (REFERENCE §6.1): 7 scales as float32 prints them, the global
-# descriptor from 0.7071, 1.0 and 1.4142, images at most 1024 px.
-DELG_IMAGE_SCALES = (0.25, 0.35355338, 0.5, 0.70710677, 1.0, 1.4142135, 2.0)
-DELG_MAX_IMAGE_SIZE = 1024
-# delg_gld_config's threshold, for a fully trained R50-DELG. A model of a few steps
-# has attention near softplus(0) = 0.69 and needs about 0.5.
-DELG_SCORE_THRESHOLD = 175.0
-DELG_CONFIG_NAME = "delg_config.pbtxt"
+# The DELG configs (REFERENCE §6.1), shipped as delf_core's preset. Its threshold is
+# delg_gld_config's, for a fully trained R50-DELG; a model of a few steps has attention
+# near softplus(0) = 0.69 and needs about 0.5.
+_PRESET = load_preset(DELG_PRESET)
+DELG_SCORE_THRESHOLD = _PRESET.delf_local_config.score_threshold
+DELG_CONFIG_NAME = DELG_PRESET
 QUERY, INDEX = "query", "index"
+
+
+def _float32_repr(values) -> tuple[float, ...]:
+    # As the config file prints them (0.35355338), not as float64 widens them.
+    return tuple(float(str(np.float32(v))) for v in values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,11 +59,11 @@ class DelgExtraction:
         max_image_size: Larger images are shrunk to this size first; -1 for none.
     """
 
-    image_scales: tuple[float, ...] = DELG_IMAGE_SCALES
-    global_scales_ind: tuple[int, ...] = SEED_GLOBAL_SCALES_IND
+    image_scales: tuple[float, ...] = _float32_repr(_PRESET.image_scales)
+    global_scales_ind: tuple[int, ...] = tuple(_PRESET.delf_global_config.image_scales_ind)
     score_threshold: float = DELG_SCORE_THRESHOLD
-    max_feature_num: int = SEED_MAX_FEATURE_NUM
-    max_image_size: int = DELG_MAX_IMAGE_SIZE
+    max_feature_num: int = _PRESET.delf_local_config.max_feature_num
+    max_image_size: int = _PRESET.max_image_size
 
 
 def delg_config(model_path: str, extraction: DelgExtraction) -> DelfConfig:
@@ -70,14 +72,14 @@ def delg_config(model_path: str, extraction: DelgExtraction) -> DelfConfig:
     Raises:
         ValueError: The export's manifest names another kind than local_and_global.
     """
-    kind = (export_manifest(model_path) or {}).get("params", {}).get("kind")
+    kind = exported_kind(model_path)
     # An export without a manifest (made elsewhere) is left to the extractor to judge.
     if kind not in (None, LOCAL_AND_GLOBAL):
         raise ValueError(
             f"{model_path} is a {kind} export: retrieval needs local and global "
             "features, from a local_and_global export"
         )
-    config = seed_delf_config(model_path, True, extraction.score_threshold)
+    config = load_preset(DELG_PRESET, model_path, extraction.score_threshold)
     del config.image_scales[:]
     config.image_scales.extend(extraction.image_scales)
     del config.delf_global_config.image_scales_ind[:]
@@ -109,7 +111,7 @@ def _policy(image_set: str) -> OutputsStandCache:
             {
                 "source": source,
                 # The image lists and the query boxes come from the ground truth.
-                "ground_truth": sha256_file(inputs["dataset_file_path"]),
+                "ground_truth": manifests.sha256_file(inputs["dataset_file_path"]),
                 "images_dir": inputs["images_dir"],
                 "image_set": image_set,
                 "output_dir": inputs["output_dir"],
@@ -120,12 +122,7 @@ def _policy(image_set: str) -> OutputsStandCache:
 
     def outputs_stand(inputs: dict[str, Any]) -> bool:
         config, items, source = _plan(image_set, inputs)
-        fs, path = storage.resolve(_config_path(inputs))
-        try:
-            with fs.open(path, "rb") as handle:
-                written = handle.read().decode()
-        except FileNotFoundError:
-            return False
+        written = manifests.read_text(_config_path(inputs))
         return written == text_format.MessageToString(config) and features_stand(
             items, inputs["output_dir"], config, True, source
         )
@@ -141,17 +138,15 @@ def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
     config, items, source = _plan(image_set, inputs)
     output_dir, config_path = inputs["output_dir"], _config_path(inputs)
     write_delf_config(config, config_path)
-    replaced = remove_stale(items, output_dir, config, True, source)
     name = "queries" if image_set == QUERY else "index"
-    report = extract_images(
+    report, replaced = extract_recorded(
         Extractor(config),
         items,
         output_dir,
-        delg_form=True,
+        True,
+        source,
         on_progress=extraction_progress(len(items), key=f"delf-extract-{name}-progress"),
     )
-    failed = {failure for failure, _ in report.failed}
-    record_features(items, output_dir, source, failed, bool(report.extracted or replaced))
     create_markdown_artifact(
         counts_markdown(report, replaced, output_dir, config_path),
         key=f"delf-extract-{name}",
@@ -169,15 +164,11 @@ def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
     }
 
 
-# Images already extracted are skipped on a retry, so retrying costs little.
-_RETRIES = dict(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_io_error)
-
-
 @task(
     name="extract_queries",
     task_run_name="extract_queries",
     cache_policy=_policy(QUERY),
-    **_RETRIES,
+    **TRANSIENT_IO_RETRIES,
 )
 def extract_queries_task(
     export_path: str,
@@ -209,7 +200,7 @@ def extract_queries_task(
     name="extract_index",
     task_run_name="extract_index",
     cache_policy=_policy(INDEX),
-    **_RETRIES,
+    **TRANSIENT_IO_RETRIES,
 )
 def extract_index_task(
     export_path: str,

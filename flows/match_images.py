@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import posixpath
@@ -13,8 +12,9 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from delf_core import storage
+from delf_core import manifests, storage
 from delf_core.features import feature_io
+from delf_core.features.record import features_fingerprint
 from delf_core.matching import (
     MatchConfig,
     draw_matches,
@@ -23,7 +23,6 @@ from delf_core.matching import (
     write_png,
 )
 from flows.caching import OutputsStandCache
-from flows.extract_features import features_fingerprint
 from flows.summary import publish_summary
 
 # The picture in the artifact is embedded in the markdown as a data: URI (the UI renders
@@ -33,21 +32,12 @@ ARTIFACT_MAX_WIDTH = 800
 ARTIFACT_JPEG_QUALITY = 85
 
 
-def _sha256_file(url: str) -> str | None:
-    fs, path = storage.resolve(url)
-    try:
-        with fs.open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
-    except FileNotFoundError:
-        return None
-
-
 def _match_identity(inputs: dict[str, Any]) -> str:
     # The features' content, not their paths: re-extracted features give a new key.
     return json.dumps(
         {
-            "features_1": _sha256_file(inputs["features_1_path"]),
-            "features_2": _sha256_file(inputs["features_2_path"]),
+            "features_1": manifests.sha256_file(inputs["features_1_path"]),
+            "features_2": manifests.sha256_file(inputs["features_2_path"]),
             # Features extracted again (a new model) match again, even if unchanged.
             "generations": [
                 features_fingerprint(posixpath.dirname(inputs[f"features_{i}_path"]))

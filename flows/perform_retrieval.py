@@ -11,37 +11,39 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from delf_core import __version__, storage
+from delf_core import manifests, storage
 from delf_core.export.config import LOCAL_AND_GLOBAL
+from delf_core.export.trained import export_config
 from delf_core.gldv2 import layout
 from delf_core.gldv2.revisited import write_revisited_ground_truth
-from delf_core.retrieval.metrics import SavedMetrics, parse_metrics
-from delf_core.retrieval.perform import METRICS_NAME, RetrievalConfig, perform_retrieval
+from delf_core.retrieval.current import (
+    perform_retrieval_if_stale,
+    retrieval_identity,
+    retrieval_is_current,
+)
+from delf_core.retrieval.metrics import SavedMetrics
+from delf_core.retrieval.perform import RetrievalConfig
 from delf_core.training.config import TrainConfig
 from flows.caching import OutputsStandCache
 from flows.check_model import EXPORT_NAME, model_output_dir
-from flows.export import export_config, export_task
+from flows.export import export_task
 from flows.extract_dataset import (
     DELG_CONFIG_NAME,
     DelgExtraction,
     extract_index_task,
     extract_queries_task,
 )
-from flows.extract_features import features_fingerprint, sha256_file
-from flows.retries import transient_io_error
+from flows.retries import TRANSIENT_IO_RETRIES
 from flows.summary import publish_summary
 
-# Written beside metrics.txt: what the metrics were computed from.
-RETRIEVAL_MANIFEST_NAME = "perform_retrieval_manifest.json"
 GROUND_TRUTH_NAME = "gnd_gldv2.pkl"
 # What the Revisited ground truth of a download is made of (delf_core.gldv2.revisited).
 _GROUND_TRUTH_SOURCES = ((layout.INDEX, "index.csv"), (layout.TEST, layout.RETRIEVAL_SOLUTION_NAME))
-_RETRIES = dict(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_io_error)
 
 
 def _ground_truth_identity(inputs: dict[str, Any]) -> str:
     sources = {
-        f"{split}/{name}": sha256_file(storage.join(inputs["dataset_dir"], split, name))
+        f"{split}/{name}": manifests.sha256_file(storage.join(inputs["dataset_dir"], split, name))
         for split, name in _GROUND_TRUTH_SOURCES
     }
     return json.dumps({**sources, "output_path": inputs["output_path"]}, sort_keys=True)
@@ -55,7 +57,7 @@ def _ground_truth_identity(inputs: dict[str, Any]) -> str:
         outputs_stand=lambda inputs: storage.exists(inputs["output_path"]),
         prefix="make_revisited_ground_truth",
     ),
-    **_RETRIES,
+    **TRANSIENT_IO_RETRIES,
 )
 def make_revisited_ground_truth_task(dataset_dir: str, output_path: str) -> dict:
     """Writes the downloaded test queries against the index as a Revisited `gnd_*.pkl`.
@@ -68,43 +70,8 @@ def make_revisited_ground_truth_task(dataset_dir: str, output_path: str) -> dict
         "path": output_path,
         "queries": len(truth["qimlist"]),
         "index": len(truth["imlist"]),
-        "sha256": sha256_file(output_path),
+        "sha256": manifests.sha256_file(output_path),
     }
-
-
-def _computed_from(config: RetrievalConfig) -> dict:
-    """What metrics.txt depends on: flags, ground truth and both features folders."""
-    flags = dataclasses.asdict(config)
-    flags.pop("num_workers")  # how many processes re-rank does not change the ranking
-    return {
-        "flags": flags,
-        "ground_truth": sha256_file(config.dataset_file_path),
-        "query_features": features_fingerprint(config.query_features_dir),
-        "index_features": features_fingerprint(config.index_features_dir),
-    }
-
-
-def _read_text(url: str) -> str | None:
-    fs, path = storage.resolve(url)
-    try:
-        with fs.open(path, "rb") as handle:
-            return handle.read().decode()
-    except FileNotFoundError:
-        return None
-
-
-def retrieval_is_current(config: RetrievalConfig) -> bool:
-    """metrics.txt parses, and the manifest beside it names these inputs."""
-    manifest_text = _read_text(storage.join(config.output_dir, RETRIEVAL_MANIFEST_NAME))
-    metrics_text = _read_text(storage.join(config.output_dir, METRICS_NAME))
-    if manifest_text is None or metrics_text is None:
-        return False
-    try:
-        parse_metrics(metrics_text)
-        manifest = json.loads(manifest_text)
-    except ValueError:  # half-written or edited by hand: not ours
-        return False
-    return manifest.get("computed_from") == _computed_from(config)
 
 
 def _finite(value: float) -> float | None:
@@ -164,11 +131,11 @@ def _artifacts(config: RetrievalConfig, metrics_path: str, text: str, summary: d
     name="perform_retrieval",
     task_run_name="perform_retrieval",
     cache_policy=OutputsStandCache(
-        identity=lambda inputs: json.dumps(_computed_from(inputs["config"]), sort_keys=True),
+        identity=lambda inputs: retrieval_identity(inputs["config"]),
         outputs_stand=lambda inputs: retrieval_is_current(inputs["config"]),
         prefix="perform_retrieval",
     ),
-    **_RETRIES,
+    **TRANSIENT_IO_RETRIES,
 )
 def perform_retrieval_task(config: RetrievalConfig) -> dict:
     """Ranks the index for every query, re-ranks if asked, writes metrics.txt.
@@ -185,28 +152,10 @@ def perform_retrieval_task(config: RetrievalConfig) -> dict:
         seconds each stage took when it ran.
     """
     started = time.monotonic()
-    metrics_path = storage.join(config.output_dir, METRICS_NAME)
-    manifest_path = storage.join(config.output_dir, RETRIEVAL_MANIFEST_NAME)
-    computed = not retrieval_is_current(config)
-    if computed:
-        computed_from = _computed_from(config)
-        result = perform_retrieval(config)
-        fs, path = storage.resolve(manifest_path)
-        # Last, so that it never vouches for a metrics.txt that is not all there.
-        storage.write_json(
-            fs,
-            path,
-            {
-                "step": "perform_retrieval",
-                "delf_version": __version__,
-                "computed_from": computed_from,
-                "metrics": METRICS_NAME,
-                "timings": result.timings,
-            },
-        )
-    text = _read_text(metrics_path) or ""
+    outcome = perform_retrieval_if_stale(config)
+    metrics_path, text = outcome.metrics_path, outcome.text
     # As the file holds them (2 decimals), so a rerun returns the same numbers.
-    summary = metrics_summary(parse_metrics(text, metrics_path))
+    summary = metrics_summary(outcome.saved)
     _artifacts(config, metrics_path, text, summary)
     publish_summary(
         "perform_retrieval",
@@ -217,7 +166,7 @@ def perform_retrieval_task(config: RetrievalConfig) -> dict:
             },
             "geometric verification": config.use_geometric_verification,
             "metrics": f"`{metrics_path}`",
-            "computed": "yes" if computed else "no: metrics.txt was current",
+            "computed": "yes" if outcome.computed else "no: metrics.txt was current",
         },
         started=started,
         notes=(
@@ -226,12 +175,11 @@ def perform_retrieval_task(config: RetrievalConfig) -> dict:
             else ()
         ),
     )
-    manifest = json.loads(_read_text(manifest_path) or "{}")
     return {
         "metrics_path": metrics_path,
         "use_geometric_verification": config.use_geometric_verification,
         **summary,
-        "timings": manifest.get("timings", {}),
+        "timings": outcome.timings,
     }
 
 

@@ -1,6 +1,8 @@
-"""Which task failures a retry may cure: transient I/O, not bad paths or bad input."""
+"""Which task failures a retry may cure, and the retry settings the flows' tasks share."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -30,3 +32,25 @@ def transient_io_error(task, task_run, state) -> bool:
     if isinstance(error, _PERMANENT):
         return False
     return isinstance(error, (OSError, *_TRANSIENT_TF))
+
+
+def retry_unless(*permanent: type[BaseException]) -> Callable[..., bool]:
+    """A Prefect `retry_condition_fn` that retries any failure but those of `permanent`."""
+
+    def worth_retrying(task, task_run, state) -> bool:
+        error = state.result(raise_on_failure=False)
+        return not isinstance(error, permanent)
+
+    return worth_retrying
+
+
+# A crash (preemption, out of memory) may pass; bad flags or bad records
+# (RecordsError, LabelOutOfRangeError: ValueErrors) fail the same way every time.
+unless_bad_input = retry_unless(ValueError)
+# A missing checkpoint, an export path in the way or flags that do not fit the
+# checkpoint fail the same way every time.
+unless_bad_path_or_input = retry_unless(FileNotFoundError, FileExistsError, ValueError)
+# For tasks that skip what they finished (extraction, retrieval): a retry costs little.
+TRANSIENT_IO_RETRIES = dict(
+    retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_io_error
+)

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
-import os
-import posixpath
 import time
-import uuid
-from typing import Any
 from uuid import UUID
 
-import tensorflow as tf
 from prefect import task
 from prefect.artifacts import (
     create_progress_artifact,
@@ -20,90 +13,15 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from delf_core import storage
-from delf_core.training.config import MANIFEST_NAME as BUILD_MANIFEST_NAME
 from delf_core.training.config import TrainConfig
-from delf_core.training.loop import MANIFEST_NAME, ReportCallback, TrainResult, train
+from delf_core.training.loop import ReportCallback, TrainResult
+from delf_core.training.run_record import train_identity, train_is_current, train_recorded
 from flows.caching import OutputsStandCache
+from flows.retries import unless_bad_input
 from flows.summary import format_duration, publish_summary
 
 log = logging.getLogger(__name__)
 PROGRESS_KEY = "gldv2-train-progress"
-
-
-# Written in the logdir when a run starts: which data it trains on, and a token of the
-# run that later steps (export) key on, so that a model trained again is exported again.
-RUN_NAME = "train_run.json"
-# A logdir of a run on other data is kept here (one generation) rather than deleted.
-PREVIOUS_SUFFIX = ".previous"
-
-
-def data_id(config: TrainConfig) -> str | None:
-    """Which build of the TFRecords `config` reads: its input fingerprint and when it was
-    written, from the build's manifest beside the train shards (None without one).
-
-    Read from the files, not from the build step's cached result: that result may be
-    a record of an earlier build of the same inputs.
-    """
-    folder = posixpath.dirname(config.train_file_pattern)
-    fs, path = storage.resolve(storage.join(folder, BUILD_MANIFEST_NAME))
-    try:
-        manifest = storage.read_json(fs, path)
-    except (OSError, ValueError):
-        return None
-    if not manifest:
-        return None
-    return f"{manifest.get('fingerprint')}@{manifest.get('built_at')}"
-
-
-def read_run(logdir: str) -> dict | None:
-    fs, path = storage.resolve(storage.join(logdir, RUN_NAME))
-    try:
-        return storage.read_json(fs, path)
-    except (OSError, ValueError):
-        return None
-
-
-def _train_identity(inputs: dict[str, Any]) -> str:
-    params = dataclasses.asdict(inputs["config"])
-    return json.dumps({**params, "data": data_id(inputs["config"])}, sort_keys=True)
-
-
-def _train_stands(inputs: dict[str, Any]) -> bool:
-    """The logdir holds a finished run of these very parameters, on this very data."""
-    config: TrainConfig = inputs["config"]
-    path = os.path.join(config.logdir, MANIFEST_NAME)
-    if not tf.io.gfile.exists(path):
-        return False
-    with tf.io.gfile.GFile(path) as handle:
-        manifest = json.load(handle)
-    run = read_run(config.logdir) or {}
-    return (
-        manifest.get("params") == json.loads(json.dumps(dataclasses.asdict(config)))
-        and manifest.get("global_step", 0) >= config.max_iters
-        and run.get("data") == data_id(config)
-    )
-
-
-def start_run(logdir: str, data: str | None) -> dict:
-    """Records the run in `logdir`; a logdir of other data moves to `<logdir>.previous`.
-
-    A run on the same data (a crash, a retry, more steps) is resumed from its checkpoint.
-    """
-    run = read_run(logdir)
-    if run is not None and run.get("data") == data:
-        return run
-    fs, path = storage.resolve(logdir)
-    if run is not None:
-        previous = path.rstrip("/") + PREVIOUS_SUFFIX
-        if fs.exists(previous):
-            fs.rm(previous, recursive=True)
-        fs.mv(path, previous, recursive=True)
-        log.info("train: %s held a run on other data; moved to %s", logdir, previous)
-    run = {"data": data, "run": uuid.uuid4().hex}
-    fs.makedirs(path, exist_ok=True)
-    storage.write_json(fs, storage.join(path, RUN_NAME), run)
-    return run
 
 
 def training_progress(batch_size: int) -> ReportCallback:
@@ -151,33 +69,27 @@ def publish_train_summary(flags: TrainConfig, result: TrainResult, started: floa
     )
 
 
-def _worth_retrying(task, task_run, state) -> bool:
-    # A crash (preemption, out of memory) may pass; bad flags or bad records
-    # (RecordsError, LabelOutOfRangeError: ValueErrors) fail the same way every time.
-    error = state.result(raise_on_failure=False)
-    return not isinstance(error, ValueError)
-
-
 @task(
     name="train",
     task_run_name="train",
     cache_policy=OutputsStandCache(
-        identity=_train_identity, outputs_stand=_train_stands, prefix="train"
+        identity=lambda inputs: train_identity(inputs["config"]),
+        outputs_stand=lambda inputs: train_is_current(inputs["config"]),
+        prefix="train",
     ),
     # A crash (preemption, out of memory) is retried; the retry restores the checkpoint.
     retries=2,
     retry_delay_seconds=60,
-    retry_condition_fn=_worth_retrying,
+    retry_condition_fn=unless_bad_input,
 )
 def train_task(config: TrainConfig) -> dict:
     """Trains (or resumes) `config`; shows progress, then the metrics and a summary.
 
-    A new build of the TFRecords it reads trains a new model.
+    A new build of the TFRecords it reads trains a new model (see `train_recorded`).
     """
     started = time.monotonic()
-    start_run(config.logdir, data_id(config))
     flags = config.debugged()  # --debug changes the batch size and the step count
-    result = train(config, on_report=training_progress(flags.batch_size))
+    result = train_recorded(config, on_report=training_progress(flags.batch_size))
     rows = [{"metric": name, "value": round(value, 5)} for name, value in result.metrics.items()]
     rows.append({"metric": "global_step", "value": result.step})
     create_table_artifact(rows, key="delf-training", description="metrics at the last step")

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from delf_cli.main import main
 from delf_core.export import CheckpointMismatchError, ExportConfig, export_model
+from delf_core.export.current import FINGERPRINT_NAME
 from delf_core.model import create_model
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8)
@@ -173,6 +174,22 @@ def test_export_refuses_to_overwrite(delg_weights, tmp_path, caplog):
     assert code == 1
     assert "exists already" in caplog.text
     assert [p.name for p in path.iterdir()] == ["keep.txt"]
+
+
+def test_an_export_of_the_same_checkpoint_and_flags_is_kept(delg_weights, tmp_path, capsys, caplog):
+    path = tmp_path / "local"
+    argv = ["export_local_model", f"--ckpt_path={delg_weights}", f"--export_path={path}"]
+    assert main(argv) == 0
+    assert (path / FINGERPRINT_NAME).exists()
+    graph = (path / "saved_model.pb").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert f"{path} holds a current local export" in capsys.readouterr().out
+    assert (path / "saved_model.pb").stat().st_mtime_ns == graph
+    # Other flags: the folder holds another export, which a hand run never replaces.
+    assert main([*argv, "--iou=0.5"]) == 1
+    assert "exists already" in caplog.text
+    assert (path / "saved_model.pb").stat().st_mtime_ns == graph
 
 
 def test_flags_that_do_not_fit_the_checkpoint_name_the_flag(delf_weights, tmp_path):

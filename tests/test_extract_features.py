@@ -18,12 +18,12 @@ from delf_core.features import (
     feature_io,
     load_pca_parameters,
     parse_delf_config,
+    write_delf_config,
 )
 from delf_core.features.extract_job import MANIFEST_NAME, REPORT_NAME
 from delf_core.features.extractor import Extractor
+from delf_core.features.presets import seed_delf_config
 from delf_core.model import create_model
-
-SEVEN_SCALES = (0.25, 0.3536, 0.5, 0.7071, 1.0, 1.4142, 2.0)
 
 
 def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -150,16 +150,9 @@ def test_config_asking_for_what_the_export_lacks_is_a_clear_error(exports):
         Extractor(config)
 
 
-def _write_config(path, model_path, extra=""):
-    path.write_text(
-        f'model_path: "{model_path}"\n'
-        + "".join(f"image_scales: {s}\n" for s in SEVEN_SCALES)
-        + "is_tf2_exported: true\n"
-        + "# the seed's variant, with a threshold an untrained model passes\n"
-        + "delf_local_config {\n  use_pca: false\n  max_feature_num: 1000\n"
-        + "  score_threshold: 0.0\n}\n"
-        + extra
-    )
+def _write_config(path, model_path, use_global_features=False):
+    """The seed's config (delf_core's preset), with a threshold an untrained model passes."""
+    write_delf_config(seed_delf_config(model_path, use_global_features, 0.0), str(path))
 
 
 def test_list_form_extracts_skips_finished_and_reports_unreadable(exports, tmp_path, capsys):
@@ -209,8 +202,7 @@ def test_delg_form_crops_queries_and_writes_local_and_global(exports, tmp_path):
     _write_config(
         tmp_path / "delg.pbtxt",
         exports["local_and_global"],
-        "use_global_features: true\ndelf_global_config {\n  use_pca: false\n"
-        "  image_scales_ind: 3\n  image_scales_ind: 4\n  image_scales_ind: 5\n}\n",
+        use_global_features=True,
     )
     out = tmp_path / "features"
     for image_set in ("query", "index"):
@@ -280,7 +272,7 @@ def test_a_dataset_name_leaving_the_output_folder_writes_nothing_there(exports, 
     _write_config(
         tmp_path / "delg.pbtxt",
         exports["local_and_global"],
-        "use_global_features: true\ndelf_global_config {\n  use_pca: false\n}\n",
+        use_global_features=True,
     )
     code = main([
         "extract_features", f"--delf_config_path={tmp_path / 'delg.pbtxt'}",

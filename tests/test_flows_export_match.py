@@ -10,11 +10,11 @@ import tensorflow as tf
 from PIL import Image
 
 from delf_core.features import feature_io, load_delf_config, write_delf_config
+from delf_core.features.presets import seed_delf_config
 from delf_core.gldv2.labels import read_clean_labels
 from delf_core.model import create_model
 from delf_core.training.config import TrainConfig
 from flows.check_model import ModelCheck, check_trained_model, same_landmark_pair
-from flows.extract_features import seed_delf_config
 from tests.prefect_runs import artifacts as run_artifacts
 from tests.prefect_runs import task_states
 

@@ -178,3 +178,39 @@ def test_missing_features_are_a_one_line_error(benchmark_files, tmp_path, caplog
     assert code == 1
     assert "q0_other0.delg_global" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_keeps_current_metrics_and_new_features_are_ranked_again(
+    benchmark_files, tmp_path, capsys
+):
+    from delf_core.features.extract import ImageItem
+    from delf_core.features.record import record_features
+    from delf_core.retrieval.current import MANIFEST_NAME
+
+    dataset, query_dir, index_dir = benchmark_files
+    out = tmp_path / "retrieval"
+    flags = {"dataset_file_path": dataset, "query_features_dir": query_dir,
+             "index_features_dir": index_dir, "output_dir": out}  # fmt: skip
+    argv = ["perform_retrieval", *(f"--{name}={value}" for name, value in flags.items())]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "Wrote" in first
+    written = (out / "metrics.txt").stat().st_mtime_ns
+    # How many processes re-rank does not change the ranking.
+    assert main([*argv, "--num_workers=1"]) == 0
+    again = capsys.readouterr().out
+    assert f"{out / 'metrics.txt'} is current" in again and "Wrote" not in again
+    assert again.splitlines()[:6] == first.splitlines()[:6]  # the same metrics, printed
+    assert (out / "metrics.txt").stat().st_mtime_ns == written
+
+    # The index is extracted again (another model): its folder's record changes.
+    items = [ImageItem(p.stem, str(p)) for p in index_dir.glob("*.delg_global")]
+    record_features(items, str(index_dir), "another model", failed=set(), rewritten=True)
+    assert main(argv) == 0
+    assert "Wrote" in capsys.readouterr().out
+    # A half-written manifest vouches for nothing.
+    (out / MANIFEST_NAME).write_text('{"computed_from": {"fla')
+    assert main(argv) == 0
+    assert "Wrote" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "is current" in capsys.readouterr().out

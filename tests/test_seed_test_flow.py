@@ -9,31 +9,16 @@ import pytest
 from PIL import Image
 
 from delf_cli.main import main
-from delf_core.features import feature_io, load_delf_config
+from delf_core.features import feature_io, load_delf_config, write_delf_config
+from delf_core.features.presets import SEED_PRESET, load_preset
 from delf_core.gldv2.layout import image_relpath
 
 pytestmark = pytest.mark.e2e
 
 # The seed's delf_config_example.pbtxt as its README edits it (model path, TF2 export,
-# no PCA). The threshold is the seed's 100 lowered to 0: the attention of a model
-# trained for a few steps on the mini dataset stays far below 100.
-SEED_CONFIG = """\
-model_path: "gldv2_model_local"
-image_scales: .25
-image_scales: .3536
-image_scales: .5
-image_scales: .7071
-image_scales: 1.0
-image_scales: 1.4142
-image_scales: 2.0
-is_tf2_exported: true
-delf_local_config {
-  use_pca: false
-  # Note: the seed's value is 100.0.
-  max_feature_num: 1000
-  score_threshold: 0.0
-}
-"""
+# no PCA: delf_core's preset). The threshold is the seed's 100 lowered to 0: the
+# attention of a model trained for a few steps on the mini dataset stays far below 100.
+UNTRAINED_THRESHOLD = 0.0
 
 
 def _two_views_of_one_landmark(dataset) -> list[str]:
@@ -58,7 +43,10 @@ def test_train_export_extract_and_match_as_the_seed_readme(
         "--export_path=gldv2_model_local",
     ]) == 0  # fmt: skip
 
-    (tmp_path / "delf_config_example.pbtxt").write_text(SEED_CONFIG)
+    write_delf_config(
+        load_preset(SEED_PRESET, "gldv2_model_local", UNTRAINED_THRESHOLD),
+        "delf_config_example.pbtxt",
+    )
     assert load_delf_config("delf_config_example.pbtxt").is_tf2_exported
     images = _two_views_of_one_landmark(mini_gldv2)
     (tmp_path / "list_images.txt").write_text("\n".join(images) + "\n")

@@ -182,7 +182,7 @@ def test_a_folder_matching_the_pattern_is_named(tmp_path, capsys, no_model):
 
 
 def test_the_flow_does_not_retry_a_run_on_bad_records():
-    from flows.train import _worth_retrying
+    from flows.retries import unless_bad_input as _worth_retrying
 
     class Failed:
         def __init__(self, error: Exception) -> None:

@@ -9,7 +9,7 @@ import io
 import json
 from collections import Counter
 
-from delf_core import __version__, storage
+from delf_core import __version__, manifests, storage
 from delf_core.build_image_dataset.config import BuildConfig
 from delf_core.build_image_dataset.plan import BuildPlan, Problem
 from delf_core.build_image_dataset.write import ShardResult
@@ -80,7 +80,7 @@ def finalize(context_url: str, results: list[ShardResult], output_directory: str
 def up_to_date_manifest(config: BuildConfig, fingerprint: str) -> dict | None:
     """The manifest of an earlier build of the same inputs, if all its shards still exist."""
     fs, root = storage.resolve(config.output_directory)
-    manifest = storage.read_json(fs, storage.join(root, MANIFEST_NAME))
+    manifest = manifests.read_json(storage.join(config.output_directory, MANIFEST_NAME))
     if not manifest or manifest.get("fingerprint") != fingerprint:
         return None
     for split in manifest["splits"].values():

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from delf_core import __version__, storage
+from delf_core import __version__, manifests, storage
 from delf_core.step_config import option
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,8 @@ DELG_DEFAULTS = {
 # The flags naming the images, which --images_glob replaces in either form.
 _IMAGE_FLAGS = ("list_images_path", "dataset_file_path", "images_dir", "image_set")
 REPORT_NAME = "extract_features_report.csv"
-# The same name as the flow's record of which model made each file (flows/extract_features):
-# the job keeps that record's "images" and adds its own fields beside it.
+# Also holds the record of which model made each file (delf_core.features.record): the
+# job keeps that record's "images" and adds its own fields beside it.
 MANIFEST_NAME = "extract_features_manifest.json"
 
 
@@ -267,12 +267,8 @@ def failures_line(failed: int, total: int, output_dir: str) -> str:
 
 
 def read_manifest(output_dir: str) -> dict | None:
-    """The manifest in `output_dir`, or None."""
-    fs, root = storage.resolve(output_dir)
-    try:
-        return storage.read_json(fs, storage.join(root, MANIFEST_NAME))
-    except ValueError:
-        return None
+    """The manifest in `output_dir`, or None (missing, unreadable or half-written)."""
+    return manifests.read_json(storage.join(output_dir, MANIFEST_NAME))
 
 
 def finish(

@@ -12,7 +12,6 @@ NUM_CLASSES = {"gld_v1": 14951, "gld_v2": 203094, "gld_v2_clean": 81313}
 # Takes the class count from the build_image_dataset manifest beside the train shards.
 FROM_MANIFEST = "manifest"
 DATASET_VERSIONS = (*NUM_CLASSES, FROM_MANIFEST)
-MANIFEST_NAME = "build_image_dataset_manifest.json"
 
 
 @dataclasses.dataclass(frozen=True)

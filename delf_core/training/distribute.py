@@ -16,6 +16,28 @@ class Cluster:
     task_id: int
 
 
+def _role(resolver) -> tuple[int, bool, int]:
+    """(workers named by TF_CONFIG, whether this one is the chief, its task id)."""
+    spec = resolver.cluster_spec().as_dict()
+    workers = len(spec.get("worker", [])) + len(spec.get("chief", []))
+    if workers <= 1:
+        return workers, True, 0
+    task_type, task_id = resolver.task_type, resolver.task_id or 0
+    is_chief = task_type == "chief" or (
+        task_type == "worker" and task_id == 0 and "chief" not in spec
+    )
+    return workers, is_chief, task_id
+
+
+def worker_role() -> tuple[bool, bool]:
+    """(whether several workers train together, whether this one is the chief).
+
+    Read from TF_CONFIG without making a strategy, so it may come before `make_cluster`.
+    """
+    workers, is_chief, _ = _role(tf.distribute.cluster_resolver.TFConfigClusterResolver())
+    return workers > 1, is_chief
+
+
 def make_cluster() -> Cluster:
     """MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else Mirrored.
 
@@ -23,13 +45,8 @@ def make_cluster() -> Cluster:
     workers, the chief is the `chief` task if there is one, else worker 0.
     """
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    spec = resolver.cluster_spec().as_dict()
-    workers = len(spec.get("worker", [])) + len(spec.get("chief", []))
+    workers, is_chief, task_id = _role(resolver)
     if workers <= 1:
         return Cluster(tf.distribute.MirroredStrategy(), is_chief=True, task_id=0)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    task_type, task_id = resolver.task_type, resolver.task_id or 0
-    is_chief = task_type == "chief" or (
-        task_type == "worker" and task_id == 0 and "chief" not in spec
-    )
     return Cluster(strategy, is_chief=is_chief, task_id=task_id)
