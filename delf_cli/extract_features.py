@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pipeline_args:
         log.error("unknown flags %s (Beam options need --beam)", " ".join(args.pipeline_args))
         return 2
+    from delf_core.export.current import export_files
     from delf_core.features.extract import ProgressLog
     from delf_core.features.extract_job import failures_line, finish
     from delf_core.features.extractor import Extractor
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("extracting %d images to %s", len(items), job.output_dir)
     # As the flow's task: files another model or config made are extracted again, and
     # the folder's manifest records what made each file.
-    source = features_source(config.model_path, config, job.delg_form)
+    source = features_source(export_files(config.model_path), config, job.delg_form)
     report, replaced = extract_recorded(
         extractor, items, job.output_dir, job.delg_form, source, on_progress=ProgressLog()
     )

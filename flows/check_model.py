@@ -2,51 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import posixpath
 
 from prefect import flow, get_run_logger
 
 from delf_core import storage
-from delf_core.export.config import EXPORT_KINDS, LOCAL, LOCAL_AND_GLOBAL
+from delf_core.export.config import LOCAL, LOCAL_AND_GLOBAL
 from delf_core.export.trained import export_config
 from delf_core.gldv2 import layout
 from delf_core.gldv2.labels import read_clean_labels
 from delf_core.training.config import TrainConfig
+from flows.evaluation_configs import (
+    CONFIG_NAME,
+    EXPORT_NAME,
+    FEATURES_DIR,
+    MATCH_PICTURE,
+    CheckModelConfig,
+    model_output_dir,
+)
 from flows.export import export_task
-from flows.extract_features import CONFIG_NAME, SEED_SCORE_THRESHOLD, extract_features_task
+from flows.extract_features import extract_features_task
 from flows.match_images import match_images_task
-
-# The seed README's names, under the output folder.
-EXPORT_NAME = "gldv2_model_{kind}"
-FEATURES_DIR = "data/features"
-MATCH_PICTURE = "matched_images.png"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelCheck:
-    """What the test of a trained model does.
-
-    Attributes:
-        pair: Two images of one landmark; None picks two downloaded train images of
-            the first landmark of train_clean.csv that has two.
-        score_threshold: The DelfConfig's attention threshold; the seed's 100.0 fits a
-            fully trained model, a model of a few steps needs about 0.5.
-        exports: Export kinds to make besides the one matched (local for DELF,
-            local_and_global for DELG), e.g. ("global",).
-        output_dir: Where exports, features and the picture go; None: the folder that
-            holds the training logdir.
-    """
-
-    pair: tuple[str, str] | None = None
-    score_threshold: float = SEED_SCORE_THRESHOLD
-    exports: tuple[str, ...] = ()
-    output_dir: str | None = None
-
-    def __post_init__(self):
-        unknown = sorted(set(self.exports) - set(EXPORT_KINDS))
-        if unknown:
-            raise ValueError(f"exports {unknown}: use kinds of {EXPORT_KINDS}")
 
 
 def same_landmark_pair(dataset_dir: str) -> tuple[str, str]:
@@ -83,18 +59,13 @@ def same_landmark_pair(dataset_dir: str) -> tuple[str, str]:
     )
 
 
-def model_output_dir(train: TrainConfig, output_dir: str | None) -> str:
-    """`output_dir`, or by default the folder that holds the training logdir."""
-    return output_dir or posixpath.dirname(train.logdir.rstrip("/")) or "."
-
-
 def _image_name(path: str) -> str:
     return posixpath.splitext(posixpath.basename(path))[0]
 
 
-@flow(name="test_trained_model")
-def check_trained_model(
-    train: TrainConfig, check: ModelCheck, dataset_dir: str | None = None
+@flow(name="check_model")
+def check_model(
+    train: TrainConfig, check: CheckModelConfig, dataset_dir: str | None = None
 ) -> dict:
     """Exports the model `train` trained, extracts two images' features and matches them.
 

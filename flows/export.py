@@ -17,7 +17,7 @@ from flows.summary import format_bytes, publish_summary, size_on_disk
 
 @task(
     name="export",
-    task_run_name="export-{config.kind}",
+    task_run_name="export_{config.kind}_model",
     cache_policy=OutputsStandCache(
         identity=lambda inputs: export_identity(inputs["config"]),
         outputs_stand=lambda inputs: export_is_current(inputs["config"]),

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from typing import Any
 
-import numpy as np
 from google.protobuf import text_format
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from delf_core import manifests, storage
 from delf_core.export.config import LOCAL_AND_GLOBAL
-from delf_core.export.current import exported_kind
+from delf_core.export.current import export_files, exported_kind
 from delf_core.features import DelfConfig, write_delf_config
 from delf_core.features.extract import ImageItem, items_from_dataset
 from delf_core.features.extractor import Extractor
@@ -26,44 +24,13 @@ from delf_core.features.record import (
     features_stand,
 )
 from flows.caching import OutputsStandCache
+from flows.evaluation_configs import DELG_CONFIG_NAME, INDEX, QUERY, DelgExtraction
 from flows.extract_features import (
     counts_markdown,
     extraction_progress,
     publish_extract_summary,
 )
 from flows.retries import TRANSIENT_IO_RETRIES
-
-# The DELG configs (REFERENCE §6.1), shipped as delf_core's preset. Its threshold is
-# delg_gld_config's, for a fully trained R50-DELG; a model of a few steps has attention
-# near softplus(0) = 0.69 and needs about 0.5.
-_PRESET = load_preset(DELG_PRESET)
-DELG_SCORE_THRESHOLD = _PRESET.delf_local_config.score_threshold
-DELG_CONFIG_NAME = DELG_PRESET
-QUERY, INDEX = "query", "index"
-
-
-def _float32_repr(values) -> tuple[float, ...]:
-    # As the config file prints them (0.35355338), not as float64 widens them.
-    return tuple(float(str(np.float32(v))) for v in values)
-
-
-@dataclasses.dataclass(frozen=True)
-class DelgExtraction:
-    """The DelfConfig fields the DELG instructions' configs set, with their values.
-
-    Attributes:
-        image_scales: The image pyramid.
-        global_scales_ind: Which scales the global descriptor pools.
-        score_threshold: Attention score a local feature needs.
-        max_feature_num: Local features kept per image.
-        max_image_size: Larger images are shrunk to this size first; -1 for none.
-    """
-
-    image_scales: tuple[float, ...] = _float32_repr(_PRESET.image_scales)
-    global_scales_ind: tuple[int, ...] = tuple(_PRESET.delf_global_config.image_scales_ind)
-    score_threshold: float = DELG_SCORE_THRESHOLD
-    max_feature_num: int = _PRESET.delf_local_config.max_feature_num
-    max_image_size: int = _PRESET.max_image_size
 
 
 def delg_config(model_path: str, extraction: DelgExtraction) -> DelfConfig:
@@ -99,41 +66,41 @@ def _plan(image_set: str, inputs: dict[str, Any]) -> tuple[DelfConfig, list[Imag
     """The config, the dataset's images of `image_set` and the features' source."""
     config = delg_config(inputs["export_path"], inputs.get("extraction") or DelgExtraction())
     items = items_from_dataset(inputs["dataset_file_path"], inputs["images_dir"], image_set)
-    return config, items, features_source(inputs["export_path"], config, delg_form=True)
+    return (
+        config,
+        items,
+        features_source(export_files(inputs["export_path"]), config, delg_form=True),
+    )
 
 
-def _policy(image_set: str) -> OutputsStandCache:
-    """Keyed on model, config and ground truth; stands while every feature file does."""
+def _identity(inputs: dict[str, Any]) -> str:
+    """Keyed on model, config and ground truth."""
+    _, _, source = _plan(inputs["image_set"], inputs)
+    return json.dumps(
+        {
+            "source": source,
+            # The image lists and the query boxes come from the ground truth.
+            "ground_truth": manifests.sha256_file(inputs["dataset_file_path"]),
+            "images_dir": inputs["images_dir"],
+            "image_set": inputs["image_set"],
+            "output_dir": inputs["output_dir"],
+            "config_path": _config_path(inputs),
+        },
+        sort_keys=True,
+    )
 
-    def identity(inputs: dict[str, Any]) -> str:
-        config, _, source = _plan(image_set, inputs)
-        return json.dumps(
-            {
-                "source": source,
-                # The image lists and the query boxes come from the ground truth.
-                "ground_truth": manifests.sha256_file(inputs["dataset_file_path"]),
-                "images_dir": inputs["images_dir"],
-                "image_set": image_set,
-                "output_dir": inputs["output_dir"],
-                "config_path": _config_path(inputs),
-            },
-            sort_keys=True,
-        )
 
-    def outputs_stand(inputs: dict[str, Any]) -> bool:
-        config, items, source = _plan(image_set, inputs)
-        written = manifests.read_text(_config_path(inputs))
-        return written == text_format.MessageToString(config) and features_stand(
-            items, inputs["output_dir"], config, True, source
-        )
-
-    return OutputsStandCache(
-        identity=identity, outputs_stand=outputs_stand, prefix=f"extract_{image_set}"
+def _outputs_stand(inputs: dict[str, Any]) -> bool:
+    """The config file and every feature file stand, made by this model and config."""
+    config, items, source = _plan(inputs["image_set"], inputs)
+    written = manifests.read_text(_config_path(inputs))
+    return written == text_format.MessageToString(config) and features_stand(
+        items, inputs["output_dir"], config, True, source
     )
 
 
 def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
-    """The body of both tasks: config file, stale files out, extraction, record."""
+    """The task's body: config file, stale files out, extraction, record."""
     started = time.monotonic()
     config, items, source = _plan(image_set, inputs)
     output_dir, config_path = inputs["output_dir"], _config_path(inputs)
@@ -165,12 +132,15 @@ def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
 
 
 @task(
-    name="extract_queries",
-    task_run_name="extract_queries",
-    cache_policy=_policy(QUERY),
+    name="extract_features",
+    task_run_name="extract_features-{image_set}",
+    cache_policy=OutputsStandCache(
+        identity=_identity, outputs_stand=_outputs_stand, prefix="extract_features"
+    ),
     **TRANSIENT_IO_RETRIES,
 )
-def extract_queries_task(
+def extract_dataset_task(
+    image_set: str,
     export_path: str,
     dataset_file_path: str,
     images_dir: str,
@@ -178,12 +148,13 @@ def extract_queries_task(
     extraction: DelgExtraction | None = None,
     config_path: str | None = None,
 ) -> dict:
-    """`delf extract_features --image_set query`: each query cropped to its box.
+    """`delf extract_features --image_set <query|index>` of a Revisited dataset's images.
 
     Args:
+        image_set: "query" (each cropped to its box) or "index" (whole images).
         export_path: A local_and_global export.
         dataset_file_path: Revisited ground truth (`gnd_*.pkl` or `.mat`).
-        images_dir: Holds `<query name>.jpg`.
+        images_dir: Holds `<name>.jpg`.
         output_dir: `<name>.delg_local` and `<name>.delg_global` go here.
         extraction: The config's scales and thresholds; None for the DELG configs'.
         config_path: Where the DelfConfig is written; None for
@@ -193,25 +164,6 @@ def extract_queries_task(
         image_set, config_path, output_dir, the counts, the failures as
         (name, reason), and the folder's fingerprint (changes when its files do).
     """
-    return _extract(QUERY, dict(locals()))
-
-
-@task(
-    name="extract_index",
-    task_run_name="extract_index",
-    cache_policy=_policy(INDEX),
-    **TRANSIENT_IO_RETRIES,
-)
-def extract_index_task(
-    export_path: str,
-    dataset_file_path: str,
-    images_dir: str,
-    output_dir: str,
-    extraction: DelgExtraction | None = None,
-    config_path: str | None = None,
-) -> dict:
-    """`delf extract_features --image_set index`: the whole index images.
-
-    Args and Returns as `extract_queries_task`, for the index images.
-    """
-    return _extract(INDEX, dict(locals()))
+    if image_set not in (QUERY, INDEX):
+        raise ValueError(f"image_set {image_set!r}: use {QUERY} or {INDEX}")
+    return _extract(image_set, dict(locals()))

@@ -16,11 +16,11 @@ from prefect.artifacts import (
 
 from delf_core import storage
 from delf_core.export.config import GLOBAL, LOCAL_AND_GLOBAL
-from delf_core.export.current import exported_kind
+from delf_core.export.current import export_files, exported_kind
 from delf_core.features import DelfConfig, write_delf_config
 from delf_core.features.extract import ExtractReport, ImageItem
 from delf_core.features.extractor import Extractor
-from delf_core.features.presets import SEED_PRESET, load_preset, seed_delf_config
+from delf_core.features.presets import seed_delf_config
 from delf_core.features.record import (
     extract_recorded,
     feature_files,
@@ -28,11 +28,8 @@ from delf_core.features.record import (
     features_stand,
 )
 from flows.caching import OutputsStandCache
+from flows.evaluation_configs import CONFIG_NAME, SEED_SCORE_THRESHOLD
 from flows.summary import capped, publish_summary
-
-# The seed README's test config's threshold (REFERENCE §6.1), for a fully trained model.
-SEED_SCORE_THRESHOLD = load_preset(SEED_PRESET).delf_local_config.score_threshold
-CONFIG_NAME = SEED_PRESET
 
 
 def _config_of(inputs: dict[str, Any]) -> DelfConfig:
@@ -65,7 +62,7 @@ def _config_path(inputs: dict[str, Any]) -> str:
 
 def _source(inputs: dict[str, Any]) -> str:
     return features_source(
-        inputs["export_path"], _config_of(inputs), inputs.get("delg_form", False)
+        export_files(inputs["export_path"]), _config_of(inputs), inputs.get("delg_form", False)
     )
 
 

@@ -11,9 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from delf_core import storage
-from delf_core.gldv2.mini import MiniDatasetConfig
-from flows.build_image_dataset import build_image_dataset, seed_build_paths
-from flows.check_model import check_trained_model
+from delf_core.gldv2.mini_config import MiniDatasetConfig
 from flows.download import run_download
 from flows.mini_mirror import make_mini_mirror, served
 from flows.params import (
@@ -26,9 +24,7 @@ from flows.params import (
     TrainParams,
 )
 from flows.params import train_config as train_config_of
-from flows.perform_retrieval import evaluate_retrieval
 from flows.summary import publish_summary
-from flows.train import train_task
 
 
 @contextlib.contextmanager
@@ -87,6 +83,10 @@ def gldv2(
         result["download"] = run_download(
             config, use_dask=download.use_dask, dask_address=download.dask_address
         )
+    # Each later step's flow is imported when its turn comes: Beam and TensorFlow take
+    # tens of seconds to load, which the download need not wait for.
+    from flows.build_image_dataset import build_image_dataset, seed_build_paths
+
     config = build.to_config(
         **seed_build_paths(
             dataset_dir, storage.join(output_root, TFRECORD_DIR), with_test=download.num_test > 0
@@ -95,19 +95,24 @@ def gldv2(
     result["tfrecords"] = build_image_dataset(config, build.runner, build.pipeline_options)
     outputs = {"dataset": dataset_dir, "tfrecords": config.output_directory}
     if train is not None:
+        from flows.check_model import check_model
+        from flows.train import train_task
+
         train_config = train_config_of(train, output_root)
         result["train"] = train_task(train_config)
         outputs["checkpoints"] = train_config.logdir
-        if evaluate.test_model:
-            tested = check_trained_model(train_config, evaluate.model_check(), dataset_dir)
-            result["test_model"] = tested
+        if evaluate.check_model:
+            tested = check_model(train_config, evaluate.check_model_config(), dataset_dir)
+            result["check_model"] = tested
             outputs.update(
                 {f"export ({kind})": path for kind, path in tested["exports"].items()},
                 features=tested["features_dir"],
                 matched_images=tested["matched_image"],
             )
         if evaluate.retrieval:
-            result["retrieval"] = _evaluate_retrieval(train_config, evaluate, download, dataset_dir)
+            result["retrieval"] = _perform_retrieval_if_possible(
+                train_config, evaluate, download, dataset_dir
+            )
             if "metrics_path" in result["retrieval"]:
                 outputs["metrics"] = result["retrieval"]["metrics_path"]
     result["outputs"] = outputs
@@ -116,9 +121,11 @@ def gldv2(
     return result
 
 
-def _evaluate_retrieval(train_config, evaluate, download, dataset_dir) -> dict:
+def _perform_retrieval_if_possible(train_config, evaluate, download, dataset_dir) -> dict:
     if not (download.num_test and download.num_index):
         reason = "retrieval needs test and index tars: download num_test and num_index > 0"
-        get_run_logger().info("evaluate_retrieval skipped: %s", reason)
+        get_run_logger().info("perform_retrieval skipped: %s", reason)
         return {"skipped": reason}
-    return evaluate_retrieval(train_config, evaluate.retrieval_check(), dataset_dir)
+    from flows.perform_retrieval import perform_retrieval
+
+    return perform_retrieval(train_config, evaluate.perform_retrieval_config(), dataset_dir)

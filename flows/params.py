@@ -21,10 +21,13 @@ from delf_core.download.config import DownloadConfig
 from delf_core.export.config import EXPORT_KINDS
 from delf_core.gldv2 import layout
 from delf_core.training.config import TrainConfig
-from flows.check_model import ModelCheck
-from flows.extract_dataset import DELG_SCORE_THRESHOLD, DelgExtraction
-from flows.extract_features import SEED_SCORE_THRESHOLD
-from flows.perform_retrieval import RetrievalCheck
+from flows.evaluation_configs import (
+    DELG_SCORE_THRESHOLD,
+    SEED_SCORE_THRESHOLD,
+    CheckModelConfig,
+    DelgExtraction,
+    PerformRetrievalConfig,
+)
 from flows.step_params import FlowParams, StepParams, step_params
 
 # Where each step writes, under the flow's output root: the seed README's names.
@@ -100,7 +103,7 @@ def train_config(train: StepParams, output_root: str) -> TrainConfig:
 class EvaluateParams(FlowParams):
     """Which exports and evaluations follow training."""
 
-    test_model: bool = Field(
+    check_model: bool = Field(
         True, description="export, extract the test pair and match it (the seed's test)"
     )
     pair: tuple[str, str] | None = Field(
@@ -133,12 +136,12 @@ class EvaluateParams(FlowParams):
                 raise ValueError(f"retrieval_global_scales_ind {bad}: only {count} scales")
         return self
 
-    def model_check(self) -> ModelCheck:
-        return ModelCheck(
+    def check_model_config(self) -> CheckModelConfig:
+        return CheckModelConfig(
             pair=self.pair, score_threshold=self.score_threshold, exports=tuple(self.exports)
         )
 
-    def retrieval_check(self) -> RetrievalCheck:
+    def perform_retrieval_config(self) -> PerformRetrievalConfig:
         extraction = DelgExtraction(score_threshold=self.retrieval_score_threshold)
         if self.retrieval_image_scales is not None:
             scales = tuple(self.retrieval_image_scales)
@@ -149,6 +152,6 @@ class EvaluateParams(FlowParams):
             extraction = dataclasses.replace(
                 extraction, global_scales_ind=tuple(self.retrieval_global_scales_ind)
             )
-        return RetrievalCheck(
+        return PerformRetrievalConfig(
             use_geometric_verification=self.use_geometric_verification, extraction=extraction
         )

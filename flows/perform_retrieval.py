@@ -1,8 +1,7 @@
-"""The perform_retrieval step as Prefect tasks, and evaluate_retrieval: the test split's mAP."""
+"""The perform_retrieval step as Prefect tasks, and perform_retrieval: the test split's mAP."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -25,18 +24,17 @@ from delf_core.retrieval.metrics import SavedMetrics
 from delf_core.retrieval.perform import RetrievalConfig
 from delf_core.training.config import TrainConfig
 from flows.caching import OutputsStandCache
-from flows.check_model import EXPORT_NAME, model_output_dir
+from flows.evaluation_configs import EXPORT_NAME, PerformRetrievalConfig, model_output_dir
 from flows.export import export_task
 from flows.extract_dataset import (
     DELG_CONFIG_NAME,
-    DelgExtraction,
-    extract_index_task,
-    extract_queries_task,
+    INDEX,
+    QUERY,
+    extract_dataset_task,
 )
 from flows.retries import TRANSIENT_IO_RETRIES
 from flows.summary import publish_summary
 
-GROUND_TRUTH_NAME = "gnd_gldv2.pkl"
 # What the Revisited ground truth of a download is made of (delf_core.gldv2.revisited).
 _GROUND_TRUTH_SOURCES = ((layout.INDEX, "index.csv"), (layout.TEST, layout.RETRIEVAL_SOLUTION_NAME))
 
@@ -183,34 +181,11 @@ def perform_retrieval_task(config: RetrievalConfig) -> dict:
     }
 
 
-@dataclasses.dataclass(frozen=True)
-class RetrievalCheck:
-    """What the retrieval evaluation of a trained DELG model does.
-
-    Attributes:
-        use_geometric_verification: Re-rank by RANSAC inliers too: metrics.txt then
-            holds the protocols with and without (`*_after_gv`).
-        extraction: The DelfConfig's scales and thresholds (the DELG configs').
-        output_dir: Where ground truth, config, features and results go; None: the
-            folder that holds the training logdir (as test_trained_model's).
-        ground_truth_name: The Revisited ground truth, under `output_dir`.
-        features_dir: `query/` and `index/` features go under it.
-        results_dir: metrics.txt goes here.
-    """
-
-    use_geometric_verification: bool = True
-    extraction: DelgExtraction = DelgExtraction()
-    output_dir: str | None = None
-    ground_truth_name: str = GROUND_TRUTH_NAME
-    features_dir: str = "data/gldv2_features"
-    results_dir: str = "results/gldv2"
-
-
-@flow(name="evaluate_retrieval")
-def evaluate_retrieval(train: TrainConfig, check: RetrievalCheck, dataset_dir: str) -> dict:
+@flow(name="perform_retrieval")
+def perform_retrieval(train: TrainConfig, check: PerformRetrievalConfig, dataset_dir: str) -> dict:
     """The DELG instructions' evaluation on the downloaded GLDv2 test split and index.
 
-    Exports the model (local_and_global; Cached when test_trained_model made it),
+    Exports the model (local_and_global; Cached when check_model made it),
     writes the test queries' ground truth, extracts queries and index, and performs
     retrieval. A DELF model has no global descriptor to rank by: it is skipped.
 
@@ -231,7 +206,7 @@ def evaluate_retrieval(train: TrainConfig, check: RetrievalCheck, dataset_dir: s
     logger = get_run_logger()
     if not train.delg_global_features:
         reason = "a DELF model has no global descriptor to rank by: train with delg_global_features"
-        logger.info("evaluate_retrieval skipped: %s", reason)
+        logger.info("perform_retrieval skipped: %s", reason)
         return {"skipped": reason}
     output_dir = model_output_dir(train, check.output_dir)
     export_path = storage.join(output_dir, EXPORT_NAME.format(kind=LOCAL_AND_GLOBAL))
@@ -242,11 +217,9 @@ def evaluate_retrieval(train: TrainConfig, check: RetrievalCheck, dataset_dir: s
     features_dir = storage.join(output_dir, check.features_dir)
     config_path = storage.join(output_dir, DELG_CONFIG_NAME)
     extracted = {}
-    for image_set, extract, split in (
-        ("query", extract_queries_task, layout.TEST),
-        ("index", extract_index_task, layout.INDEX),
-    ):
-        extracted[image_set] = extract(
+    for image_set, split in ((QUERY, layout.TEST), (INDEX, layout.INDEX)):
+        extracted[image_set] = extract_dataset_task(
+            image_set,
             export_path,
             truth["path"],
             storage.join(dataset_dir, split),

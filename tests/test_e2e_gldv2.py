@@ -48,12 +48,12 @@ STEPS = (
     "download",
     "build_image_dataset",
     "train",
-    "export-local_and_global",
+    "export_local_and_global_model",
     "extract_features",
     "match_images",
     "make_revisited_ground_truth",
-    "extract_queries",
-    "extract_index",
+    "extract_features-query",
+    "extract_features-index",
     "perform_retrieval",
 )
 # The tar downloads of the runs below (2 train, 1 index and 1 test tar).

@@ -70,7 +70,7 @@ def test_a_bad_value_is_refused_naming_it(model, values, message):
 
 
 def test_retrieval_scales_become_the_extraction_config():
-    check = EvaluateParams(retrieval_image_scales=[0.5, 1.0]).retrieval_check()
+    check = EvaluateParams(retrieval_image_scales=[0.5, 1.0]).perform_retrieval_config()
     assert check.extraction.image_scales == (0.5, 1.0)
     assert check.extraction.global_scales_ind == (0, 1)
 

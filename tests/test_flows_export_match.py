@@ -1,4 +1,4 @@
-"""The export, extract_features and match_images tasks, chained by test_trained_model."""
+"""The export, extract_features and match_images tasks, chained by check_model."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from delf_core.features.presets import seed_delf_config
 from delf_core.gldv2.labels import read_clean_labels
 from delf_core.model import create_model
 from delf_core.training.config import TrainConfig
-from flows.check_model import ModelCheck, check_trained_model, same_landmark_pair
+from flows.check_model import CheckModelConfig, check_model, same_landmark_pair
 from tests.prefect_runs import artifacts as run_artifacts
 from tests.prefect_runs import task_states
 
@@ -22,8 +22,8 @@ LOCAL_INPUTS = {"input_image", "input_scales", "input_max_feature_num", "input_a
 # Attention scores of an untrained model sit near softplus(0) = 0.69; the seed's 100.0
 # would keep no feature at all.
 UNTRAINED_THRESHOLD = 0.5
-# The task runs of one check_trained_model run of a local export.
-STEPS = ("export-local", "extract_features", "match_images")
+# The task runs of one check_model run of a local export.
+STEPS = ("export_local_model", "extract_features", "match_images")
 
 
 def write_weights(logdir, seed: int) -> TrainConfig:
@@ -71,9 +71,9 @@ def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
     prefect_harness, mini_gldv2, tmp_path
 ):
     train = write_weights(tmp_path / "logs", seed=1)
-    check = ModelCheck(same_landmark_pair(str(mini_gldv2)), UNTRAINED_THRESHOLD)
+    check = CheckModelConfig(same_landmark_pair(str(mini_gldv2)), UNTRAINED_THRESHOLD)
 
-    first = check_trained_model(train, check, return_state=True)
+    first = check_model(train, check, return_state=True)
 
     assert first.is_completed()
     result = first.result()
@@ -104,16 +104,16 @@ def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
     assert f"| inliers | {result['num_inliers']} |" in match_summary
     assert f"| picture | `{tmp_path / 'matched_images.png'}` |" in match_summary
 
-    second = check_trained_model(train, check, return_state=True)
+    second = check_model(train, check, return_state=True)
 
     assert second.result()["num_inliers"] == result["num_inliers"]
     assert set(task_states(second, expect=STEPS).values()) == {"Cached"}
 
     features[0].unlink()
-    third = check_trained_model(train, check, return_state=True)
+    third = check_model(train, check, return_state=True)
 
     states = task_states(third, expect=STEPS)
-    assert states["export-local"] == "Cached"
+    assert states["export_local_model"] == "Cached"
     assert states["extract_features"] == "Completed"
     assert (third.result()["extracted"], third.result()["skipped"]) == (1, 1)
     assert features[0].exists()
@@ -122,16 +122,16 @@ def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
 @pytest.mark.integration
 def test_new_weights_replace_the_export_and_its_features(prefect_harness, mini_gldv2, tmp_path):
     train = write_weights(tmp_path / "logs", seed=1)
-    check = ModelCheck(same_landmark_pair(str(mini_gldv2)), UNTRAINED_THRESHOLD)
-    check_trained_model(train, check)
+    check = CheckModelConfig(same_landmark_pair(str(mini_gldv2)), UNTRAINED_THRESHOLD)
+    check_model(train, check)
     features = sorted((tmp_path / "data" / "features").glob("*.delf"))
     before = [path.read_bytes() for path in features]
 
     write_weights(tmp_path / "logs", seed=2)  # as a longer training run would
-    rerun = check_trained_model(train, check, return_state=True)
+    rerun = check_model(train, check, return_state=True)
 
     states = task_states(rerun, expect=STEPS)
-    assert states["export-local"] == "Completed"
+    assert states["export_local_model"] == "Completed"
     assert states["extract_features"] == "Completed"
     # The stale export is kept beside the new one; features come from the new one.
     assert (tmp_path / "gldv2_model_local.previous" / "saved_model.pb").exists()

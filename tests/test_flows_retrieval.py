@@ -1,4 +1,4 @@
-"""The evaluate_retrieval flow: ground truth, extract_queries, extract_index, perform_retrieval."""
+"""The perform_retrieval flow: ground truth, extract_features of query and index, retrieval."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from delf_core.model import create_model
 from delf_core.retrieval.metrics import read_metrics_file
 from delf_core.training.config import TrainConfig
 from flows.extract_dataset import DelgExtraction
-from flows.perform_retrieval import RetrievalCheck, evaluate_retrieval
+from flows.perform_retrieval import PerformRetrievalConfig, perform_retrieval
 from flows.retries import transient_io_error
 from tests.test_flows_export_match import artifacts, task_states
 
@@ -19,10 +19,10 @@ pytestmark = pytest.mark.integration
 # time. Attention of an untrained model sits near softplus(0) = 0.69.
 SMALL = DelgExtraction(image_scales=(0.5, 1.0), global_scales_ind=(0, 1), score_threshold=0.5)
 STEPS = (
-    "export-local_and_global",
+    "export_local_and_global_model",
     "make_revisited_ground_truth",
-    "extract_queries",
-    "extract_index",
+    "extract_features-query",
+    "extract_features-index",
     "perform_retrieval",
 )
 
@@ -40,9 +40,9 @@ def test_retrieval_is_evaluated_cached_and_redone_for_a_deleted_index_file(
     prefect_harness, mini_gldv2, tmp_path
 ):
     train = write_delg_weights(tmp_path / "logs")
-    check = RetrievalCheck(extraction=SMALL)
+    check = PerformRetrievalConfig(extraction=SMALL)
 
-    first = evaluate_retrieval(train, check, str(mini_gldv2), return_state=True)
+    first = perform_retrieval(train, check, str(mini_gldv2), return_state=True)
 
     assert first.is_completed()
     result = first.result()
@@ -74,16 +74,16 @@ def test_retrieval_is_evaluated_cached_and_redone_for_a_deleted_index_file(
     assert "| images extracted | 8 |" in shown["gldv2-extract-queries-summary"]
     assert "| kind | local_and_global |" in shown["gldv2-export-local-and-global-model-summary"]
 
-    second = evaluate_retrieval(train, check, str(mini_gldv2), return_state=True)
+    second = perform_retrieval(train, check, str(mini_gldv2), return_state=True)
 
     assert task_states(second, expect=STEPS) == dict.fromkeys(STEPS, "Cached")
     assert second.result()["mean_average_precision"] == result["mean_average_precision"]
 
     globals_[0].unlink()
-    third = evaluate_retrieval(train, check, str(mini_gldv2), return_state=True)
+    third = perform_retrieval(train, check, str(mini_gldv2), return_state=True)
 
     states = task_states(third, expect=STEPS)
-    assert states.pop("extract_index") == states.pop("perform_retrieval") == "Completed"
+    assert states.pop("extract_features-index") == states.pop("perform_retrieval") == "Completed"
     assert set(states.values()) == {"Cached"}
     rerun = third.result()
     assert (rerun["extracted"]["index"], rerun["skipped"]["index"]) == (1, 23)
@@ -93,7 +93,7 @@ def test_retrieval_is_evaluated_cached_and_redone_for_a_deleted_index_file(
 def test_a_delf_model_is_not_evaluated(prefect_harness, tmp_path):
     train = TrainConfig(logdir=str(tmp_path / "logs"))
 
-    state = evaluate_retrieval(train, RetrievalCheck(), str(tmp_path), return_state=True)
+    state = perform_retrieval(train, PerformRetrievalConfig(), str(tmp_path), return_state=True)
 
     assert "no global descriptor" in state.result()["skipped"]
     assert task_states(state) == {}

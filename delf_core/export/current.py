@@ -130,3 +130,14 @@ def export_if_stale(config: ExportConfig, replace_stale: bool = False) -> Export
         {"checkpoint": config.ckpt_path, "sha256_index": fingerprint},
     )
     return ExportOutcome(exported=True, fingerprint=fingerprint, replaced=replaced)
+
+
+def export_files(export_path: str) -> dict:
+    """What an export folder's files say of its model: its manifest, the training run
+    it holds and its weights (the variables index holds each tensor's CRC32C)."""
+    return {
+        "export_manifest": manifests.read_json(storage.join(export_path, MANIFEST_NAME)),
+        # A model trained again gives new features, even when its weights come out the same.
+        "checkpoint": manifests.read_json(storage.join(export_path, FINGERPRINT_NAME)),
+        "weights": manifests.sha256_file(storage.join(export_path, "variables/variables.index")),
+    }

@@ -7,7 +7,7 @@ from typing import Any
 from delf_core import storage
 from delf_core.export.config import GLOBAL, LOCAL, LOCAL_AND_GLOBAL, ExportConfig
 from delf_core.training.config import TrainConfig
-from delf_core.training.loop import WEIGHTS_NAME
+from delf_core.training.outputs import WEIGHTS_NAME
 
 
 def export_config(kind: str, train: TrainConfig, export_path: str, **flags) -> ExportConfig:

@@ -23,34 +23,19 @@ if TYPE_CHECKING:
     from delf_core.features.extractor import Extractor
 
 
-def features_source(export_path: str, config: DelfConfig, delg_form: bool) -> str:
+def features_source(model: dict, config: DelfConfig, delg_form: bool) -> str:
     """sha256 of what a feature file depends on besides its image: model and config.
 
     Args:
-        export_path: The SavedModel folder.
+        model: What the export's files say of its model (`export.current.export_files`).
         config: The DelfConfig the files are extracted with.
         delg_form: `.delg_local`/`.delg_global` files rather than `.delf`.
 
     Returns:
         The hex digest; it changes with the export's manifest, its weights and the config.
     """
-    # Here, not above: reading a folder's record (perform_retrieval) needs no TensorFlow.
-    from delf_core.export.current import FINGERPRINT_NAME
-    from delf_core.export.export import MANIFEST_NAME as EXPORT_MANIFEST_NAME
-
     return manifests.fingerprint(
-        {
-            "export_manifest": manifests.read_json(storage.join(export_path, EXPORT_MANIFEST_NAME)),
-            # Which training run the export holds: a model trained again gives
-            # new features, even when its weights come out the same.
-            "checkpoint": manifests.read_json(storage.join(export_path, FINGERPRINT_NAME)),
-            # The export's weights: the index holds each tensor's CRC32C.
-            "weights": manifests.sha256_file(
-                storage.join(export_path, "variables/variables.index")
-            ),
-            "config": text_format.MessageToString(config),
-            "delg_form": delg_form,
-        }
+        {**model, "config": text_format.MessageToString(config), "delg_form": delg_form}
     )
 
 

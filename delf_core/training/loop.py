@@ -27,14 +27,12 @@ from delf_core.training.data_checks import (
     resolve_num_classes,
 )
 from delf_core.training.distribute import make_cluster
+from delf_core.training.outputs import CHECKPOINT_DIR, MANIFEST_NAME, WEIGHTS_NAME
 from delf_core.training.schedule import linear_decay
 from delf_core.training.step import build_model_and_optimizer, make_train_step
 from delf_core.training.validation import Validation
 
 log = logging.getLogger(__name__)
-CHECKPOINT_DIR = "delf_tf2-ckpt"
-WEIGHTS_NAME = "delf_weights"
-MANIFEST_NAME = "train_manifest.json"
 # (step, max_iters, metrics): how a caller (the Prefect task) follows a run's progress.
 ReportCallback = Callable[[int, int, dict[str, float]], None]
 
