@@ -99,6 +99,7 @@ class PerformRetrievalConfig:
         results_dir: metrics.txt goes here.
     """
 
+    # On, as the DELG instructions run perform_retrieval (the command's default is off).
     use_geometric_verification: bool = True
     extraction: DelgExtraction = DelgExtraction()
     output_dir: str | None = None

@@ -118,8 +118,14 @@ class EvaluateParams(FlowParams):
     retrieval: bool = Field(
         True, description="DELG only: test queries against the index, metrics.txt"
     )
-    use_geometric_verification: bool = True
-    retrieval_score_threshold: float = DELG_SCORE_THRESHOLD
+    use_geometric_verification: bool = Field(
+        PerformRetrievalConfig.use_geometric_verification,
+        description="re-rank the top 100 by RANSAC inliers too (metrics.txt then also "
+        "holds the *_after_gv protocols)",
+    )
+    retrieval_score_threshold: float = Field(
+        DELG_SCORE_THRESHOLD, description="attention threshold of the DELG DelfConfig"
+    )
     retrieval_image_scales: list[float] | None = Field(
         None, description="the pyramid for retrieval; none: the DELG configs' seven scales"
     )
