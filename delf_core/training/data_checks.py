@@ -25,8 +25,9 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from delf_core import records
+from delf_core.build_image_dataset.report import MANIFEST_NAME
 from delf_core.input_pipeline import parse_and_preprocess
-from delf_core.training.config import FROM_MANIFEST, MANIFEST_NAME, NUM_CLASSES, TrainConfig
+from delf_core.training.config import FROM_MANIFEST, NUM_CLASSES, TrainConfig
 
 try:  # the C crc32c that gcsfs brings; the pure-Python one below is the fallback
     import google_crc32c

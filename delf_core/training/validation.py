@@ -9,8 +9,9 @@ import time
 
 import tensorflow as tf
 
+from delf_core.build_image_dataset.report import MANIFEST_NAME
 from delf_core.input_pipeline import create_dataset
-from delf_core.training.config import MANIFEST_NAME, TrainConfig
+from delf_core.training.config import TrainConfig
 from delf_core.training.data_checks import read_error
 from delf_core.training.losses import correct_predictions
 
