@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from delf_cli.metrics_report import add_path_flags, report
+from delf_core.gldv2 import layout
 from delf_core.retrieval import gldv2_metrics as gm
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_path_flags(parser, "landmarks", "'<landmark id> <score>'", "recognition_solution_v2.1.csv")
+    add_path_flags(parser, "landmarks", "'<landmark id> <score>'", layout.RECOGNITION_SOLUTION_NAME)
 
 
 def _gap(predicted: dict, truth: dict) -> str:

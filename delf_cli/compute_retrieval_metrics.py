@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from delf_cli.metrics_report import add_path_flags, report
+from delf_core.gldv2 import layout
 from delf_core.retrieval import gldv2_metrics as gm
 
 # The ranks the original script prints mean precision at.
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "images",
         "space-separated index image ids, best first",
-        "retrieval_solution_v2.1.csv",
+        layout.RETRIEVAL_SOLUTION_NAME,
     )
 
 
