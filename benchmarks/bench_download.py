@@ -25,14 +25,19 @@ MB = 1e6  # the mirror's unit
 _READ_BYTES = 1 << 20
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--num_tars", type=int, default=8)
-    parser.add_argument("--tar_mb", type=float, default=64)
+def add_bucket_flags(parser: argparse.ArgumentParser, num_tars: int, tar_mb: float) -> None:
+    """The flags of a throttled bucket and the download from it; bench_flow_download's too."""
+    parser.add_argument("--num_tars", type=int, default=num_tars)
+    parser.add_argument("--tar_mb", type=float, default=tar_mb)
     parser.add_argument("--rate_limit_mb", type=float, default=20, help="MB/s per connection")
     parser.add_argument("--max_workers", type=int, default=8)
     parser.add_argument("--member_kb", type=int, default=256, help="size of each image")
     parser.add_argument("--workdir", default=None, help="where to make the run's folder")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_bucket_flags(parser, num_tars=8, tar_mb=64)
     parser.add_argument("--keep", action="store_true", help="leave the run's folder in place")
     return parser.parse_args(argv)
 

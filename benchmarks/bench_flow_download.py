@@ -24,7 +24,7 @@ os.environ.update(
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
 )
 
-from bench_download import MB, make_bucket, run_delf  # noqa: E402
+from bench_download import MB, add_bucket_flags, make_bucket, run_delf  # noqa: E402
 
 from delf_cli.prefect_server import allow_slow_start  # noqa: E402
 
@@ -37,14 +37,8 @@ from flows.download import run_download  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--num_tars", type=int, default=16)
-    parser.add_argument("--tar_mb", type=float, default=16)
-    parser.add_argument("--rate_limit_mb", type=float, default=20, help="MB/s per connection")
-    parser.add_argument("--max_workers", type=int, default=8)
-    parser.add_argument("--member_kb", type=int, default=256, help="size of each image")
+    add_bucket_flags(parser, num_tars=16, tar_mb=16)
     parser.add_argument("--dask", action="store_true", help="also on a local Dask cluster")
-
-    parser.add_argument("--workdir", default=None, help="where to make the run's folder")
     return parser.parse_args(argv)
 
 

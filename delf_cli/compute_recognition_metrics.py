@@ -4,44 +4,32 @@ from __future__ import annotations
 
 import argparse
 
-from delf_cli.compute_retrieval_metrics import load
-from delf_cli.flags import add_flag
+from delf_cli.metrics_report import add_path_flags, report
+from delf_core.gldv2 import layout
 from delf_core.retrieval import gldv2_metrics as gm
-
-_NAME = "delf compute_recognition_metrics"
-_RULE = "*" * 46
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_flag(
-        parser,
-        "predictions_path",
-        "/tmp/predictions.csv",
-        "CSV predictions file with a header and columns id,landmarks ('<landmark id> "
-        "<score>'); local path or gs://",
-    )
-    add_flag(
-        parser,
-        "solution_path",
-        "/tmp/solution.csv",
-        "CSV solution file with a header and columns id,landmarks,Usage, e.g. "
-        "recognition_solution_v2.1.csv; local path or gs://",
-    )
+    add_path_flags(parser, "landmarks", "'<landmark id> <score>'", layout.RECOGNITION_SOLUTION_NAME)
+
+
+def _gap(predicted: dict, truth: dict) -> str:
+    return f"Global Average Precision: {gm.global_average_precision(predicted, truth):f}"
+
+
+def _gap_of_landmark_queries(predicted: dict, truth: dict) -> str:
+    value = gm.global_average_precision(predicted, truth, ignore_non_gt_test_images=True)
+    return f"Global Average Precision ignoring non-landmark queries: {value:f}"
+
+
+def _top1_accuracy(predicted: dict, truth: dict) -> str:
+    return f"Top-1 accuracy: {100.0 * gm.top1_accuracy(predicted, truth):.2f}"
 
 
 def run(args: argparse.Namespace) -> int:
-    subsets = load(args, gm.RECOGNITION, _NAME)
-    if isinstance(subsets, int):
-        return subsets
-    print(_RULE)
-    for label, predicted, truth in subsets:
-        value = gm.global_average_precision(predicted, truth)
-        print(f"{label} Global Average Precision: {value:f}")
-    print(_RULE)
-    for label, predicted, truth in subsets:
-        value = gm.global_average_precision(predicted, truth, ignore_non_gt_test_images=True)
-        print(f"{label} Global Average Precision ignoring non-landmark queries: {value:f}")
-    print(_RULE)
-    for label, predicted, truth in subsets:
-        print(f"{label} Top-1 accuracy: {100.0 * gm.top1_accuracy(predicted, truth):.2f}")
-    return 0
+    return report(
+        args,
+        gm.RECOGNITION,
+        "delf compute_recognition_metrics",
+        [_gap, _gap_of_landmark_queries, _top1_accuracy],
+    )

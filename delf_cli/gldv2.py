@@ -7,6 +7,7 @@ import sys
 
 from delf_cli.flags import add_flag
 from delf_cli.prefect_server import allow_slow_start, start_failure
+from flows.deployment_params import DEPLOYMENTS_FILE, apply_overrides, deployment_parameters
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,9 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "deployment",
         "gldv2-mini",
-        "the deployment of deployments/prefect.yaml whose parameters to use",
+        f"the deployment of {DEPLOYMENTS_FILE} whose parameters to use",
     )
-    add_flag(parser, "deployments_file", "deployments/prefect.yaml", "the prefect.yaml to read")
+    add_flag(parser, "deployments_file", DEPLOYMENTS_FILE, "the prefect.yaml to read")
     parser.add_argument(
         "--param",
         action="append",
@@ -27,8 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.deployment_params import apply_overrides, deployment_parameters
-
     try:
         parameters = apply_overrides(
             deployment_parameters(args.deployment, args.deployments_file), args.param

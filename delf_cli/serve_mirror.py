@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 from delf_cli.flags import add_flag, non_negative_int
-from delf_core.gldv2.mirror import MirrorServer
+from delf_core.gldv2.mini_config import DEFAULT_OUTPUT_DIR
+from delf_core.gldv2.mirror import DEFAULT_HOST, MirrorServer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_flag(parser, "root", "gldv2_mini", "folder laid out like the GLDv2 bucket")
-    add_flag(parser, "host", "127.0.0.1", "address to listen on")
+    add_flag(parser, "root", DEFAULT_OUTPUT_DIR, "folder laid out like the GLDv2 bucket")
+    add_flag(parser, "host", DEFAULT_HOST, "address to listen on")
     add_flag(parser, "port", 8000, "port to listen on; 0 picks a free one", type=non_negative_int)
     add_flag(
         parser,

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from delf_cli.main import main, parse_args
+from tests.flag_help import assert_help_shows_defaults
 
 pytestmark = pytest.mark.integration
 
@@ -76,25 +77,25 @@ def test_unknown_flags_become_beam_options():
 
 
 def test_help_documents_every_flag_with_its_default(capsys):
-    with pytest.raises(SystemExit):
-        main(["build_image_dataset", "--help"])
-    out = " ".join(capsys.readouterr().out.split())
-    for flag, default in [
-        ("--train_directory", "'/tmp/'"),
-        ("--test_directory", "None"),
-        ("--output_directory", "'/tmp/'"),
-        ("--train_csv_path", "'/tmp/train.csv'"),
-        ("--train_clean_csv_path", "None"),
-        ("--test_csv_path", "None"),
-        ("--num_shards", "128"),
-        ("--generate_train_validation_splits", "False"),
-        ("--validation_split_size", "0.2"),
-        ("--seed", "0"),
-        ("--strict", "False"),
-        ("--max_image_pixels", "89478485"),
-        ("--allow_empty", "False"),
-    ]:
-        assert f"{flag} " in out and f"(default: {default}" in out, flag
+    assert_help_shows_defaults(
+        capsys,
+        "build_image_dataset",
+        [
+            ("--train_directory", "'/tmp/'"),
+            ("--test_directory", "None"),
+            ("--output_directory", "'/tmp/'"),
+            ("--train_csv_path", "'/tmp/train.csv'"),
+            ("--train_clean_csv_path", "None"),
+            ("--test_csv_path", "None"),
+            ("--num_shards", "128"),
+            ("--generate_train_validation_splits", "False"),
+            ("--validation_split_size", "0.2"),
+            ("--seed", "0"),
+            ("--strict", "False"),
+            ("--max_image_pixels", "89478485"),
+            ("--allow_empty", "False"),
+        ],
+    )
 
 
 def test_bad_split_size_is_a_clear_error(workdir, capsys):

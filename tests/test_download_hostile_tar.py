@@ -142,36 +142,28 @@ def test_the_streaming_unpacker_writes_no_byte_of_a_sparse_member(tmp_path):
 
 
 @pytest.mark.parametrize("path", ["streaming", "verified"])
-def test_a_tar_with_more_members_than_allowed_is_refused(bucket, tmp_path, path):
+@pytest.mark.parametrize(
+    "members, member_bytes, limits, flag",
+    [
+        (30, 10, UnpackLimits(max_tar_members=20), "--max_tar_members"),
+        (3, 3000, UnpackLimits(max_unpacked_bytes=5000), "--max_unpacked_bytes"),
+    ],
+    ids=["more_members_than_allowed", "unpacking_beyond_the_ceiling"],
+)
+def test_a_tar_beyond_a_limit_is_refused_whole(
+    bucket, tmp_path, path, members, member_bytes, limits, flag
+):
     root, url, _ = bucket
-    ids = [f"abc{k:013x}" for k in range(30)]
-    data = tar_bytes([(layout.image_relpath(i), b"\xff\xd8" + bytes(10)) for i in ids])
+    ids = [f"abc{k:013x}" for k in range(members)]
+    data = tar_bytes([(layout.image_relpath(i), b"\xff\xd8" + bytes(member_bytes)) for i in ids])
     serve_tar(root, "test", 0, data)
     out = tmp_path / "out"
 
-    outcome = run(url, out, path, data, limits=UnpackLimits(max_tar_members=20))[
-        ("test", "images_000.tar")
-    ]
+    outcome = run(url, out, path, data, limits=limits)[("test", "images_000.tar")]
 
     assert outcome.status == "failed"
-    assert "--max_tar_members" in one_line(outcome.error)
-    assert not list((out / "test").glob("*/*/*/*.jpg"))  # none of it, not the first 20
-
-
-@pytest.mark.parametrize("path", ["streaming", "verified"])
-def test_a_tar_unpacking_beyond_the_ceiling_is_refused(bucket, tmp_path, path):
-    root, url, _ = bucket
-    ids = [f"abc{k:013x}" for k in range(3)]
-    data = tar_bytes([(layout.image_relpath(i), b"\xff\xd8" + bytes(3000)) for i in ids])
-    serve_tar(root, "test", 0, data)
-    out = tmp_path / "out"
-
-    outcome = run(url, out, path, data, limits=UnpackLimits(max_unpacked_bytes=5000))[
-        ("test", "images_000.tar")
-    ]
-
-    assert outcome.status == "failed"
-    assert "--max_unpacked_bytes" in one_line(outcome.error)
+    assert flag in one_line(outcome.error)
+    # None of it: not the members unpacked before the limit was reached.
     assert not list((out / "test").glob("*/*/*/*.jpg"))
 
 

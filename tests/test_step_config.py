@@ -21,8 +21,8 @@ STEP_COMMANDS = {
     if hasattr(importlib.import_module(f"delf_cli.{name}"), "CONFIG")
 }
 REQUIRED = {"download": ["0", "0", "0"]}
-# Flags of a command that are not options of its config: how it runs, not what.
-RUN_FLAGS = {"extract_features": {"beam"}}
+# Flags of a command that are not options of its config: how or where it runs, not what.
+RUN_FLAGS = {"extract_features": {"beam"}, "make_mini_dataset": {"output_dir"}}
 FLOW_GROUPS = [DownloadParams, BuildParams, TrainParams]
 
 

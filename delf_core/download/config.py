@@ -33,7 +33,7 @@ class DownloadConfig:
         help=_tars(layout.TEST), positional=True, minimum=0, maximum=layout.MAX_TARS[layout.TEST]
     )
     output_dir: str = option(
-        "gldv2_dataset",
+        layout.DEFAULT_DATASET_DIR,
         "folder or fsspec URL (gs://...) that gets train/, index/ and test/",
         flow=False,
     )

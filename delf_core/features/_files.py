@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from delf_core import storage
+
+T = TypeVar("T")
 
 
 def read_bytes(path: str) -> bytes:
@@ -10,6 +15,18 @@ def read_bytes(path: str) -> bytes:
     fs, fs_path = storage.resolve(path)
     with fs.open(fs_path, "rb") as handle:
         return handle.read()
+
+
+def read_parsed(path: str, parse: Callable[[bytes], T]) -> T:
+    """`parse` of the file's bytes.
+
+    Raises:
+      ValueError: `parse`'s, prefixed with `path`.
+    """
+    try:
+        return parse(read_bytes(path))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def write_bytes(path: str, data: bytes) -> None:

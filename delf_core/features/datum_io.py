@@ -125,10 +125,7 @@ def read_from_file(path: str) -> np.ndarray:
     Raises:
       ValueError: naming `path` when the file is not a DatumProto.
     """
-    try:
-        return parse_from_string(_files.read_bytes(path))
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
+    return _files.read_parsed(path, parse_from_string)
 
 
 def serialize_pair(first: np.ndarray, second: np.ndarray) -> bytes:
@@ -164,7 +161,4 @@ def read_pair_from_file(path: str) -> tuple[np.ndarray, np.ndarray]:
     Raises:
       ValueError: naming `path` when the file is not a DatumPairProto.
     """
-    try:
-        return parse_pair(_files.read_bytes(path))
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
+    return _files.read_parsed(path, parse_pair)

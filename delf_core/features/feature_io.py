@@ -190,10 +190,7 @@ def read_from_file(path: str) -> LocalFeatures:
     Raises:
       ValueError: naming `path` when the file is not a DelfFeatures message.
     """
-    try:
-        return parse_from_string(_files.read_bytes(path))
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
+    return _files.read_parsed(path, parse_from_string)
 
 
 def _vector(name: str, values: np.ndarray, n: int) -> np.ndarray:

@@ -7,6 +7,8 @@ import dataclasses
 import re
 
 DEFAULT_BASE_URL = "https://s3.amazonaws.com/google-landmark"
+# Where `delf download` puts the dataset, and where the commands that read it look.
+DEFAULT_DATASET_DIR = "gldv2_dataset"
 
 TRAIN, INDEX, TEST = "train", "index", "test"
 # The original script fetches the splits in this order.

@@ -15,6 +15,8 @@ from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
+# Only this machine can reach the mirror unless asked otherwise.
+DEFAULT_HOST = "127.0.0.1"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 _SLICE_BYTES = 256 * 1024
 
@@ -122,7 +124,7 @@ class MirrorServer:
     def __init__(
         self,
         root: str | Path,
-        host: str = "127.0.0.1",
+        host: str = DEFAULT_HOST,
         port: int = 0,
         rate_limit_mb: float | None = None,
         handler: type[MirrorHandler] = MirrorHandler,

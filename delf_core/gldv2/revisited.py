@@ -12,6 +12,9 @@ from delf_core import storage
 from delf_core.gldv2 import layout
 from delf_core.names import check_name
 
+# The ground truth file of a downloaded split, beside the Revisited ones (gnd_roxford5k.pkl).
+GROUND_TRUTH_NAME = "gnd_gldv2.pkl"
+
 
 def _rows(path: str) -> list[dict[str, str]]:
     fs, fs_path = storage.resolve(path)
