@@ -13,13 +13,13 @@ import numpy as np
 
 from delf_core.export.config import EXPORT_KINDS
 from delf_core.features.presets import DELG_PRESET, SEED_PRESET, load_preset
+from delf_core.gldv2.revisited import GROUND_TRUTH_NAME
 from delf_core.training.config import TrainConfig
 
 # The seed README's names, under the output folder.
 EXPORT_NAME = "gldv2_model_{kind}"
 FEATURES_DIR = "data/features"
 MATCH_PICTURE = "matched_images.png"
-GROUND_TRUTH_NAME = "gnd_gldv2.pkl"
 
 # The seed README's test config's threshold (REFERENCE §6.1), for a fully trained model.
 SEED_SCORE_THRESHOLD = load_preset(SEED_PRESET).delf_local_config.score_threshold

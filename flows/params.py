@@ -31,8 +31,8 @@ from flows.evaluation_configs import (
 from flows.step_params import FlowParams, StepParams, step_params
 
 # Where each step writes, under the flow's output root: the seed README's names.
-DATASET_DIR = "gldv2_dataset"
-TFRECORD_DIR = "gldv2_dataset/tfrecord"
+DATASET_DIR = layout.DEFAULT_DATASET_DIR
+TFRECORD_DIR = f"{DATASET_DIR}/tfrecord"
 TRAINING_DIR = "gldv2_training"
 MINI_MIRROR_DIR = "mini_mirror"
 
