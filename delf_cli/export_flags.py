@@ -34,8 +34,8 @@ def run_export(args: argparse.Namespace, kind: str, **defaults) -> int:
     from delf_core.export import CheckpointMismatchError, ExportExistsError
     from delf_core.export.current import export_if_stale
 
-    config = config_from_args(args, kind, **defaults)
     try:
+        config = config_from_args(args, kind, **defaults)
         outcome = export_if_stale(config)
     except (ExportExistsError, FileNotFoundError, CheckpointMismatchError, ValueError) as error:
         log.error("%s", error)

@@ -148,3 +148,19 @@ def test_a_sequence_option_parses_comma_separated_values_and_checks_each():
     assert args.input_scales_list == (0.5, 1.0, 2.0)
     with pytest.raises(ValueError, match="input_scales_list.*must be more than 0"):
         ExportConfig.for_kind("global", input_scales_list=(1.0, -1.0))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["export_local_model", "--iou=2"], "--iou=2.0: must be at most 1"),
+        (["export_global_model", "--input_scales_list=1,-2"], "must be more than 0"),
+        (["perform_retrieval", "--num_workers=0"], "--num_workers=0: must be at least 1"),
+        (["match_images", "--max_trials=0"], "--max_trials=0: must be at least 1"),
+    ],
+)
+def test_a_command_given_a_flag_out_of_bounds_fails_in_one_line(argv, message, caplog, capsys):
+    from delf_cli.main import main
+
+    assert main([*argv, "--export_path=/nonexistent/x"] if "export" in argv[0] else argv) != 0
+    assert message in caplog.text + capsys.readouterr().err
