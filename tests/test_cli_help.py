@@ -1,4 +1,4 @@
-"""`delf <step> --help` parses flags without loading TensorFlow, Apache Beam or Prefect."""
+"""`delf <step> --help` parses flags without loading TensorFlow, Apache Beam, Prefect or pandas."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from delf_cli.main import SUBCOMMANDS
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("tensorflow", "apache_beam", "prefect")
+HEAVY = ("tensorflow", "apache_beam", "prefect", "pandas")
 
 _PROBE = """
 import json, sys

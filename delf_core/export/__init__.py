@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from delf_core.export.config import EXPORT_KINDS, ExportConfig
+from delf_core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from delf_core.export.export import ExportExistsError, export_model
@@ -30,7 +30,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__ = lazy_names(__name__, _LAZY)
