@@ -133,29 +133,28 @@ def add_options(
     wanted = None if only is None else set(only)
     defaults = defaults or {}
     groups: dict[str, argparse._ArgumentGroup] = {}
-    container = parser
     for found in options(config_cls):
         if not found.spec.cli or (wanted is not None and found.name not in wanted):
             continue
         default = defaults.get(found.name, found.default)
-        parser = container
+        target = parser
         if found.spec.group is not None:
             if found.spec.group not in groups:
-                groups[found.spec.group] = container.add_argument_group(found.spec.group)
-            parser = groups[found.spec.group]
+                groups[found.spec.group] = parser.add_argument_group(found.spec.group)
+            target = groups[found.spec.group]
         if found.spec.positional:
-            parser.add_argument(
+            target.add_argument(
                 found.name,
                 type=_argument_type(found),
                 metavar=found.name.upper(),
                 help=found.spec.help,
             )
         elif found.kind is bool:
-            add_bool_flag(parser, found.name, default, found.spec.help)
+            add_bool_flag(target, found.name, default, found.spec.help)
         else:
             if default is MISSING:
                 raise TypeError(f"{config_cls.__name__}.{found.name}: a flag needs a default")
-            parser.add_argument(
+            target.add_argument(
                 f"--{found.name}",
                 dest=found.name,
                 type=_argument_type(found),
@@ -165,7 +164,7 @@ def add_options(
                 help=f"{found.spec.help} (default: {_shown(found, default)!r})",
             )
         for alias in found.spec.aliases:
-            parser.add_argument(
+            target.add_argument(
                 f"--{alias}", dest=found.name, type=_argument_type(found), help=argparse.SUPPRESS
             )
 
