@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from delf_cli.deployment_params import DEPLOYMENTS_FILE, apply_overrides, deployment_parameters
 from delf_cli.flags import add_flag
 from delf_cli.prefect_server import allow_slow_start, start_failure
-from flows.deployment_params import DEPLOYMENTS_FILE, apply_overrides, deployment_parameters
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

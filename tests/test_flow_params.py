@@ -5,8 +5,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 
+from delf_cli.deployment_params import apply_overrides, deployment_parameters
 from delf_cli.main import main
-from flows.deployment_params import apply_overrides, deployment_parameters
 from flows.gldv2 import gldv2
 from flows.params import BuildParams, DownloadParams, EvaluateParams, TrainParams, train_config
 
