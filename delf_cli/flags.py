@@ -88,13 +88,6 @@ def normalize_bool_values(parser: argparse.ArgumentParser, argv: list[str]) -> l
     return out
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:

@@ -180,13 +180,6 @@ def options(config_cls: type) -> tuple[Option, ...]:
     return tuple(found)
 
 
-def option_named(config_cls: type, name: str) -> Option:
-    for found in options(config_cls):
-        if found.name == name:
-            return found
-    raise KeyError(f"{config_cls.__name__} has no option {name!r}")
-
-
 def build(config_cls: type, values: Mapping[str, Any], **fields: Any) -> Any:
     """A config from flat option values (by name) and other fields; defaults fill the rest.
 
