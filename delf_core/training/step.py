@@ -55,12 +55,18 @@ def make_train_step(
     global_batch = config.batch_size
 
     def step_fn(images: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
-        tf.debugging.assert_non_negative(labels, message="label below 0")
-        tf.debugging.assert_less(
-            labels,
-            tf.cast(num_classes, labels.dtype),
-            message=f"label not below num_classes={num_classes}",
-        )
+        checks = [
+            tf.debugging.assert_non_negative(labels, message="label below 0"),
+            tf.debugging.assert_less(
+                labels,
+                tf.cast(num_classes, labels.dtype),
+                message=f"label not below num_classes={num_classes}",
+            ),
+        ]
+        # In a graph, asserts run in no set order with the losses; reading the labels
+        # through them makes a bad label fail with this message, never the loss op's.
+        with tf.control_dependencies(checks):
+            labels = tf.identity(labels)
         with tf.GradientTape() as tape:
             outputs = model(images, labels=labels, training=True)
             losses = compute_losses(outputs, labels, global_batch, config)
