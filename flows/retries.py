@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-
-import tensorflow as tf
 
 # A path that is not there, or not allowed, fails the same way on every try.
 _PERMANENT = (
@@ -15,11 +14,15 @@ _PERMANENT = (
     PermissionError,
 )
 # What tf.io.gfile (SavedModel loading, gs://) raises for a flaky connection.
-_TRANSIENT_TF = (
-    tf.errors.UnavailableError,
-    tf.errors.DeadlineExceededError,
-    tf.errors.AbortedError,
-)
+_TRANSIENT_TF = ("UnavailableError", "DeadlineExceededError", "AbortedError")
+
+
+def _transient_tf_error(error: object) -> bool:
+    # Only a loaded TensorFlow raises its errors: asking must not load it (seconds).
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return False
+    return isinstance(error, tuple(getattr(tf.errors, name) for name in _TRANSIENT_TF))
 
 
 def transient_io_error(task, task_run, state) -> bool:
@@ -31,7 +34,7 @@ def transient_io_error(task, task_run, state) -> bool:
     error = state.result(raise_on_failure=False)
     if isinstance(error, _PERMANENT):
         return False
-    return isinstance(error, (OSError, *_TRANSIENT_TF))
+    return isinstance(error, OSError) or _transient_tf_error(error)
 
 
 def retry_unless(*permanent: type[BaseException]) -> Callable[..., bool]:

@@ -7,6 +7,8 @@ import dataclasses
 from delf_core.model_options import ModelOptions
 from delf_core.step_config import check, option, same_as
 
+# Written last in an export folder: its parameters, versions and files.
+MANIFEST_NAME = "export_manifest.json"
 LOCAL = "local"
 GLOBAL = "global"
 LOCAL_AND_GLOBAL = "local_and_global"

@@ -11,12 +11,9 @@ import hashlib
 import json
 import posixpath
 
-import tensorflow as tf
-
 from delf_core import manifests, storage
-from delf_core.export.config import ExportConfig
-from delf_core.export.export import MANIFEST_NAME, export_model
-from delf_core.export.restore import resolve_checkpoint
+from delf_core.export.checkpoint_path import resolve_checkpoint
+from delf_core.export.config import MANIFEST_NAME, ExportConfig
 from delf_core.training.run_record import read_run
 
 # Written beside export_manifest.json, last: which checkpoint content the export holds.
@@ -47,9 +44,10 @@ def checkpoint_fingerprint(ckpt_path: str) -> str:
     a weight does, and it is small (tens of kB) where the weights take up to a GB.
     """
     try:
-        with tf.io.gfile.GFile(resolve_checkpoint(ckpt_path) + ".index", "rb") as handle:
+        fs, path = storage.resolve(resolve_checkpoint(ckpt_path) + ".index")
+        with fs.open(path, "rb") as handle:
             digest = hashlib.sha256(handle.read())
-    except (FileNotFoundError, tf.errors.NotFoundError):
+    except FileNotFoundError:
         return "missing"
     # The training run's token too: a model trained again is exported again, even
     # when its weights come out the same.
@@ -123,6 +121,8 @@ def export_if_stale(config: ExportConfig, replace_stale: bool = False) -> Export
     # manifest spares the re-export (DESIGN.md rule 5).
     if export_is_current(config, fingerprint):
         return ExportOutcome(exported=False, fingerprint=fingerprint)
+    from delf_core.export.export import export_model  # TensorFlow: only to export
+
     replaced = manifests.set_aside(config.export_path) if replace_stale else None
     export_model(config)
     manifests.write_json(

@@ -12,13 +12,12 @@ import tempfile
 import tensorflow as tf
 
 from delf_core import __version__, storage
-from delf_core.export.config import GLOBAL, ExportConfig
+from delf_core.export.config import GLOBAL, MANIFEST_NAME, ExportConfig
 from delf_core.export.extraction import extract_global, extract_local_and_global
 from delf_core.export.restore import restore_feature_model
 from delf_core.model import DelfModel
 
 log = logging.getLogger(__name__)
-MANIFEST_NAME = "export_manifest.json"
 
 _IMAGE = tf.TensorSpec([None, None, 3], tf.uint8, name="input_image")
 _SCALES = tf.TensorSpec([None], tf.float32, name="input_scales")

@@ -6,6 +6,7 @@ import logging
 
 import tensorflow as tf
 
+from delf_core.export.checkpoint_path import resolve_checkpoint
 from delf_core.export.config import ExportConfig
 from delf_core.model import DelfModel, ModelConfig
 
@@ -17,20 +18,6 @@ _AUTOENCODER_KERNEL = "model/autoencoder/autoenc_conv1/_kernel/.ATTRIBUTES/VARIA
 
 class CheckpointMismatchError(ValueError):
     """The export flags describe a different model than the checkpoint holds."""
-
-
-def resolve_checkpoint(ckpt_path: str) -> str:
-    """`ckpt_path` itself, or the latest checkpoint when it names a checkpoint folder."""
-    if tf.io.gfile.isdir(ckpt_path):
-        latest = tf.train.latest_checkpoint(ckpt_path)
-        if latest:
-            return latest
-    if not tf.io.gfile.exists(ckpt_path + ".index"):
-        raise FileNotFoundError(
-            f"no checkpoint at --ckpt_path={ckpt_path}: expected {ckpt_path}.index "
-            "(training writes <logdir>/delf_weights)"
-        )
-    return ckpt_path
 
 
 def _check_structure(config: ExportConfig, shapes: dict[str, list[int]]) -> None:

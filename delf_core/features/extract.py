@@ -7,14 +7,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from delf_core import storage
 from delf_core.features import datum_io, feature_io
-from delf_core.features.extractor import Extractor
 from delf_core.features.naming import (
     DELF_SUFFIX,
     DELG_GLOBAL_SUFFIX,
@@ -23,6 +22,9 @@ from delf_core.features.naming import (
 )
 from delf_core.features.preprocess import decode_rgb
 from delf_core.revisited_dataset import read_dataset_file
+
+if TYPE_CHECKING:  # an extractor brings TensorFlow; listing and planning images need none
+    from delf_core.features.extractor import Extractor
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,8 @@ def extract_images(
     Returns:
         The counts, and (name, reason) of each failed image.
     """
+    import tensorflow as tf  # loaded with the extractor already
+
     items = list(items)
     fs, path = storage.resolve(output_dir)
     fs.makedirs(path, exist_ok=True)

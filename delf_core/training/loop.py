@@ -9,7 +9,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from typing import NoReturn
 
 import keras
@@ -27,28 +26,22 @@ from delf_core.training.data_checks import (
     resolve_num_classes,
 )
 from delf_core.training.distribute import make_cluster
-from delf_core.training.outputs import CHECKPOINT_DIR, MANIFEST_NAME, WEIGHTS_NAME
+from delf_core.training.outputs import (
+    CHECKPOINT_DIR,
+    MANIFEST_NAME,
+    WEIGHTS_NAME,
+    ReportCallback,
+    TrainResult,
+)
 from delf_core.training.schedule import linear_decay
 from delf_core.training.step import build_model_and_optimizer, make_train_step
 from delf_core.training.validation import Validation
 
 log = logging.getLogger(__name__)
-# (step, max_iters, metrics): how a caller (the Prefect task) follows a run's progress.
-ReportCallback = Callable[[int, int, dict[str, float]], None]
 
 
 class LabelOutOfRangeError(ValueError):
     """A record's label is not in [0, num_classes)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainResult:
-    step: int
-    metrics: dict[str, float]
-    resumed_from: int
-    already_done: bool = False
-    # The learning curve this run saw: the reported metrics at each report step.
-    history: tuple[dict[str, float], ...] = ()
 
 
 def train(config: TrainConfig, on_report: ReportCallback | None = None) -> TrainResult:

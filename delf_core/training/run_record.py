@@ -15,8 +15,7 @@ import uuid
 from delf_core import manifests, storage
 from delf_core.build_image_dataset.report import MANIFEST_NAME as BUILD_MANIFEST_NAME
 from delf_core.training.config import TrainConfig
-from delf_core.training.distribute import worker_role
-from delf_core.training.loop import MANIFEST_NAME, ReportCallback, TrainResult, train
+from delf_core.training.outputs import MANIFEST_NAME, ReportCallback, TrainResult
 
 log = logging.getLogger(__name__)
 # Written in the logdir when a run starts: which data it trains on, and a token of the
@@ -88,6 +87,8 @@ def _start_run_of_worker(logdir: str, data: str | None) -> None:
     race: a logdir of other data is an error on every worker alike, before any of them
     waits for the others.
     """
+    from delf_core.training.distribute import worker_role
+
     run = read_run(logdir)
     if run is not None and run.get("data") != data:
         raise ValueError(
@@ -111,6 +112,10 @@ def train_recorded(config: TrainConfig, on_report: ReportCallback | None = None)
     Raises:
         ValueError: See `train`; or, under several workers, a logdir of other data.
     """
+    # TensorFlow loads here, not on import: deciding that a run is current needs none.
+    from delf_core.training.distribute import worker_role
+    from delf_core.training.loop import train
+
     data = data_id(config)
     if worker_role()[0]:
         _start_run_of_worker(config.logdir, data)
