@@ -9,13 +9,12 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 
-from beam_jobs.build_image_dataset import run_build
 from beam_jobs.options import LOCAL_RUNNER
 from delf_core import storage
 from delf_core.build_image_dataset import BuildConfig, plan_build, up_to_date_manifest
 from flows.caching import OutputsStandCache
+from flows.run_summary import COUNTED
 from flows.summary import MAX_LISTED, capped, format_bytes, publish_summary, size_on_disk
 
 
@@ -41,6 +40,7 @@ def fingerprint_inputs(config: BuildConfig) -> str:
 
 @task(
     name="build_image_dataset",
+    **COUNTED,
     task_run_name="build_image_dataset",
     cache_policy=OutputsStandCache(
         identity=_build_identity, outputs_stand=_build_stands, prefix="build_image_dataset"
@@ -52,6 +52,8 @@ def build_image_dataset_task(
     config: BuildConfig, fingerprint: str, pipeline_options: list[str]
 ) -> dict:
     """Runs the Beam job (which skips an identical build); returns its manifest."""
+    from beam_jobs.build_image_dataset import run_build  # Beam: only on a build
+
     started = time.monotonic()
     manifest = run_build(config, pipeline_options)
     rows = [
@@ -62,8 +64,7 @@ def build_image_dataset_task(
         {"split": f"problem: {kind}", "records": count, "shards": ""}
         for kind, count in manifest["problems"].items()
     ]
-    create_table_artifact(rows, key="gldv2-tfrecords", description="records written per split")
-    _publish_summary(config, manifest, started)
+    _publish_summary(config, manifest, rows, started)
     return manifest
 
 
@@ -81,7 +82,7 @@ def problem_lines(report_url: str, limit: int = MAX_LISTED) -> list[str]:
         return []
 
 
-def _publish_summary(config: BuildConfig, manifest: dict, started: float) -> None:
+def _publish_summary(config: BuildConfig, manifest: dict, rows: list[dict], started: float) -> None:
     facts: dict[str, object] = {
         f"{name} records": f"{split['records']} in {len(split['shards'])} shards"
         for name, split in sorted(manifest["splits"].items())
@@ -98,7 +99,7 @@ def _publish_summary(config: BuildConfig, manifest: dict, started: float) -> Non
     total = sum(manifest["problems"].values())
     # Missing and unreadable images are left out, re-encoded ones kept: the report says which.
     notes = capped(problem_lines(report), total) if total else ["no missing or unreadable image"]
-    publish_summary("build_image_dataset", facts, started=started, notes=notes)
+    publish_summary("build_image_dataset", facts, started=started, notes=notes, table=rows)
 
 
 @flow(name="build_image_dataset")

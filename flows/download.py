@@ -10,7 +10,6 @@ from typing import Any
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import (
     create_progress_artifact,
-    create_table_artifact,
     update_progress_artifact,
 )
 from prefect.context import FlowRunContext
@@ -35,7 +34,8 @@ from delf_core.download import (
 from delf_core.download.manifest import SplitManifest
 from delf_core.gldv2 import layout
 from flows.caching import OutputsStandCache
-from flows.summary import capped, format_bytes, publish_summary
+from flows.run_summary import COUNTED
+from flows.summary import artifact_key, capped, format_bytes, publish_summary
 from flows.task_runners import download_task_runner
 
 # Errors that another attempt cannot fix; the rest get Prefect's retries on top of the
@@ -76,6 +76,7 @@ def _tar_stands(inputs: dict[str, Any]) -> bool:
 
 @task(
     name="download_metadata",
+    **COUNTED,
     **_RETRIES,
     task_run_name="download_metadata-{split}-{remote.name}",
 )
@@ -85,6 +86,7 @@ def download_metadata(config: DownloadConfig, split: str, remote: layout.RemoteF
 
 @task(
     name="fetch_checksums",
+    **COUNTED,
     **_RETRIES,
     task_run_name="fetch_checksums-{split}",
 )
@@ -94,6 +96,7 @@ def checksums(config: DownloadConfig, split: str) -> dict[str, str]:
 
 @task(
     name="download",
+    **COUNTED,
     cache_policy=OutputsStandCache(
         identity=_tar_identity, outputs_stand=_tar_stands, prefix="download"
     ),
@@ -157,7 +160,7 @@ def download(config: DownloadConfig) -> dict[str, Any]:
             },
         )
         progress_id = create_progress_artifact(
-            0.0, key="gldv2-download-progress", description="tars verified and unpacked"
+            0.0, key=artifact_key("download", "progress"), description="tars verified and unpacked"
         )
         for finished, _ in enumerate(as_completed(list(tar_futures)), start=1):
             update_progress_artifact(progress_id, 100.0 * finished / len(jobs))
@@ -192,12 +195,12 @@ def download(config: DownloadConfig) -> dict[str, Any]:
         "ran": states.count("Completed"),
         "failed": len(failures),
     }
-    create_table_artifact(rows, key="gldv2-download", description="files of this download")
     publish_summary(
         "download",
         {**summary, "bytes": format_bytes(summary["bytes"])},
         started=started,
         notes=capped(failures, len(failures)),
+        table=rows,
     )
     if failures:
         raise DownloadError(f"{len(failures)} failed: " + "; ".join(failures))

@@ -5,18 +5,18 @@ from __future__ import annotations
 import time
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
 
 from delf_core.export import ExportConfig
 from delf_core.export.current import export_identity, export_if_stale, export_is_current
-from delf_core.export.signature import signature_summary
 from flows.caching import OutputsStandCache
 from flows.retries import unless_bad_path_or_input
+from flows.run_summary import COUNTED
 from flows.summary import format_bytes, publish_summary, size_on_disk
 
 
 @task(
     name="export",
+    **COUNTED,
     task_run_name="export_{config.kind}_model",
     cache_policy=OutputsStandCache(
         identity=lambda inputs: export_identity(inputs["config"]),
@@ -35,21 +35,11 @@ def export_task(config: ExportConfig) -> dict:
         kind, export_path, the checkpoint fingerprint, the signature's inputs and
         outputs, and `replaced`: where a stale export was moved, if one was.
     """
+    from delf_core.export.signature import signature_summary  # TensorFlow: only on a run
+
     started = time.monotonic()
     outcome = export_if_stale(config, replace_stale=True)
     signature = signature_summary(config.export_path)
-    create_table_artifact(
-        [
-            {
-                "kind": config.kind,
-                "path": config.export_path,
-                "inputs": ", ".join(f"{k}: {v}" for k, v in signature["inputs"].items()),
-                "outputs": ", ".join(f"{k}: {v}" for k, v in signature["outputs"].items()),
-            }
-        ],
-        key=f"delf-export-{config.kind.replace('_', '-')}",
-        description=f"export_{config.kind}_model of {config.ckpt_path}",
-    )
     size = size_on_disk(config.export_path)
     publish_summary(
         f"export_{config.kind}_model",  # the step's name (DESIGN.md rule 2)
@@ -59,6 +49,8 @@ def export_task(config: ExportConfig) -> dict:
             "size on disk": "n/a" if size is None else format_bytes(size),
             "checkpoint": f"`{config.ckpt_path}`",
             "exported": "yes" if outcome.exported else "no: the export was current",
+            "inputs": ", ".join(f"{k}: {v}" for k, v in signature["inputs"].items()),
+            "outputs": ", ".join(f"{k}: {v}" for k, v in signature["outputs"].items()),
         },
         started=started,
         notes=[f"the stale export was moved to `{outcome.replaced}`"] if outcome.replaced else (),

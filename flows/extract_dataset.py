@@ -8,14 +8,12 @@ from typing import Any
 
 from google.protobuf import text_format
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 
 from delf_core import manifests, storage
 from delf_core.export.config import LOCAL_AND_GLOBAL
 from delf_core.export.current import export_files, exported_kind
 from delf_core.features import DelfConfig, write_delf_config
 from delf_core.features.extract import ImageItem, items_from_dataset
-from delf_core.features.extractor import Extractor
 from delf_core.features.presets import DELG_PRESET, load_preset
 from delf_core.features.record import (
     extract_recorded,
@@ -26,11 +24,12 @@ from delf_core.features.record import (
 from flows.caching import OutputsStandCache
 from flows.evaluation_configs import DELG_CONFIG_NAME, INDEX, QUERY, DelgExtraction
 from flows.extract_features import (
-    counts_markdown,
     extraction_progress,
     publish_extract_summary,
 )
 from flows.retries import TRANSIENT_IO_RETRIES
+from flows.run_summary import COUNTED
+from flows.summary import artifact_key
 
 
 def delg_config(model_path: str, extraction: DelgExtraction) -> DelfConfig:
@@ -106,18 +105,17 @@ def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
     output_dir, config_path = inputs["output_dir"], _config_path(inputs)
     write_delf_config(config, config_path)
     name = "queries" if image_set == QUERY else "index"
+    from delf_core.features.extractor import Extractor  # TensorFlow: only to extract
+
     report, replaced = extract_recorded(
         Extractor(config),
         items,
         output_dir,
         True,
         source,
-        on_progress=extraction_progress(len(items), key=f"delf-extract-{name}-progress"),
-    )
-    create_markdown_artifact(
-        counts_markdown(report, replaced, output_dir, config_path),
-        key=f"delf-extract-{name}",
-        description=f"extract_{name}: {image_set} images of {inputs['dataset_file_path']}",
+        on_progress=extraction_progress(
+            len(items), key=artifact_key(f"extract_{name}", "progress")
+        ),
     )
     publish_extract_summary(f"extract_{name}", report, replaced, output_dir, config_path, started)
     return {
@@ -133,6 +131,7 @@ def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
 
 @task(
     name="extract_features",
+    **COUNTED,
     task_run_name="extract_features-{image_set}",
     cache_policy=OutputsStandCache(
         identity=_identity, outputs_stand=_outputs_stand, prefix="extract_features"

@@ -9,7 +9,6 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import (
-    create_markdown_artifact,
     create_progress_artifact,
     update_progress_artifact,
 )
@@ -19,7 +18,6 @@ from delf_core.export.config import GLOBAL, LOCAL_AND_GLOBAL
 from delf_core.export.current import export_files, exported_kind
 from delf_core.features import DelfConfig, write_delf_config
 from delf_core.features.extract import ExtractReport, ImageItem
-from delf_core.features.extractor import Extractor
 from delf_core.features.presets import seed_delf_config
 from delf_core.features.record import (
     extract_recorded,
@@ -29,7 +27,8 @@ from delf_core.features.record import (
 )
 from flows.caching import OutputsStandCache
 from flows.evaluation_configs import CONFIG_NAME, SEED_SCORE_THRESHOLD
-from flows.summary import capped, publish_summary
+from flows.run_summary import COUNTED
+from flows.summary import artifact_key, capped, publish_summary
 
 
 def _config_of(inputs: dict[str, Any]) -> DelfConfig:
@@ -90,7 +89,7 @@ def _extract_stands(inputs: dict[str, Any]) -> bool:
     )
 
 
-def extraction_progress(total: int, key: str = "delf-extract-progress"):
+def extraction_progress(total: int, key: str = artifact_key("extract_features", "progress")):
     """A Prefect progress artifact, updated about every 1% of the images."""
     artifact_id = create_progress_artifact(0.0, key=key, description=f"images of {total} extracted")
     every = max(1, total // 100)
@@ -102,17 +101,6 @@ def extraction_progress(total: int, key: str = "delf-extract-progress"):
     return update
 
 
-def counts_markdown(report: ExtractReport, replaced: int, output_dir: str, config_path: str) -> str:
-    """The counts of one extraction, and each failed image with why, as markdown."""
-    lines = [
-        f"**{report.extracted}** extracted, **{report.skipped}** already there, "
-        f"**{len(report.failed)}** failed, of {report.total} images "
-        f"({replaced} stale files replaced) into `{output_dir}` with `{config_path}`",
-        *(f"- failed: `{name}`: {reason}" for name, reason in report.failed),
-    ]
-    return "\n\n".join(lines[:1]) + "\n\n" + "\n".join(lines[1:])
-
-
 def publish_extract_summary(
     step: str,
     report: ExtractReport,
@@ -121,7 +109,7 @@ def publish_extract_summary(
     config_path: str,
     started: float,
 ) -> None:
-    """The `gldv2-<step>-summary` artifact: counts, rate, folders, the failed images."""
+    """The `gldv2-<step>` artifact: counts, rate, folders, the failed images."""
     seconds = time.monotonic() - started
     publish_summary(
         step,
@@ -143,6 +131,7 @@ def publish_extract_summary(
 
 @task(
     name="extract_features",
+    **COUNTED,
     task_run_name="extract_features",
     cache_policy=OutputsStandCache(
         identity=_extract_identity, outputs_stand=_extract_stands, prefix="extract_features"
@@ -177,6 +166,8 @@ def extract_features_task(
     config, source, items = _config_of(inputs), _source(inputs), _items(images)
     config_path = _config_path(inputs)
     write_delf_config(config, config_path)
+    from delf_core.features.extractor import Extractor  # TensorFlow: only to extract
+
     report, replaced = extract_recorded(
         Extractor(config),
         items,
@@ -184,11 +175,6 @@ def extract_features_task(
         delg_form,
         source,
         on_progress=extraction_progress(len(items)),
-    )
-    create_markdown_artifact(
-        counts_markdown(report, replaced, output_dir, config_path),
-        key="delf-extract-features",
-        description="extract_features counts",
     )
     publish_extract_summary("extract_features", report, replaced, output_dir, config_path, started)
     return {

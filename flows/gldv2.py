@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +25,8 @@ from flows.params import (
     TrainParams,
 )
 from flows.params import train_config as train_config_of
-from flows.summary import publish_summary
+from flows.run_summary import RunSummary
+from flows.summary import format_bytes
 
 
 @contextlib.contextmanager
@@ -70,19 +72,48 @@ def gldv2(
     Each step is cached on its inputs and parameters while its outputs stand: a new run
     skips what finished, a deleted output reruns its step and the steps after it, and a
     retry of a failed run redoes only the failed tasks and what depends on them.
+
+    The artifact `gldv2-run` sums the run up, a cached rerun and a failed run too: per
+    step its state, whether it ran or came from cache, its duration, key figures and
+    output; each step has its own `gldv2-<step>` summary.
     """
     logger = get_run_logger()
+    started = time.monotonic()
     fs, path = storage.resolve(output_root)
     if storage.is_local(fs):
         # Cache keys name the outputs: a relative root would name another checkout's too.
         output_root = os.path.abspath(path)
+    summary = RunSummary()
+    result: dict[str, Any] = {"outputs": {}}
+    try:
+        _run_steps(summary, result, output_root, download, build, train, evaluate)
+    finally:
+        # Also for a failed run: the table shows which step failed and what finished.
+        summary.publish(result["outputs"], started)
+    logger.info("gldv2 outputs: %s", result["outputs"])
+    return result
+
+
+def _run_steps(
+    summary: RunSummary,
+    result: dict[str, Any],
+    output_root: str,
+    download: DownloadParams,
+    build: BuildParams,
+    train: TrainParams | None,
+    evaluate: EvaluateParams,
+) -> None:
+    """The flow's steps in order, each a row of `summary`; fills `result` as they end."""
+    outputs = result["outputs"]
     dataset_dir = storage.join(output_root, DATASET_DIR)
-    result: dict[str, Any] = {}
-    with _source(download, output_root) as base_url:
-        config = dataclasses.replace(download.to_config(output_dir=dataset_dir), base_url=base_url)
-        result["download"] = run_download(
-            config, use_dask=download.use_dask, dask_address=download.dask_address
-        )
+    with summary.step("download", dataset_dir) as row, _source(download, output_root) as url:
+        config = dataclasses.replace(download.to_config(output_dir=dataset_dir), base_url=url)
+        got = run_download(config, use_dask=download.use_dask, dask_address=download.dask_address)
+        result["download"] = got
+        # Its tasks may run on Dask workers, which the hooks of this process do not see.
+        row.ran, row.cached = got["ran"], got["cached"]
+        row.figures = f"{got['tars']} tars, {got['images']} images, {format_bytes(got['bytes'])}"
+    outputs["dataset"] = dataset_dir
     # Each later step's flow is imported when its turn comes: Beam and TensorFlow take
     # tens of seconds to load, which the download need not wait for.
     from flows.build_image_dataset import build_image_dataset, seed_build_paths
@@ -92,40 +123,54 @@ def gldv2(
             dataset_dir, storage.join(output_root, TFRECORD_DIR), with_test=download.num_test > 0
         )
     )
-    result["tfrecords"] = build_image_dataset(config, build.runner, build.pipeline_options)
-    outputs = {"dataset": dataset_dir, "tfrecords": config.output_directory}
-    if train is not None:
-        from flows.check_model import check_model
-        from flows.train import train_task
+    with summary.step("build_image_dataset", config.output_directory) as row:
+        built = build_image_dataset(config, build.runner, build.pipeline_options)
+        result["tfrecords"] = built
+        row.figures = ", ".join(
+            f"{name} {split['records']} records" for name, split in sorted(built["splits"].items())
+        )
+    outputs["tfrecords"] = config.output_directory
+    if train is None:
+        return
+    from flows.check_model import check_model
+    from flows.train import train_task
 
-        train_config = train_config_of(train, output_root)
-        result["train"] = train_task(train_config)
-        outputs["checkpoints"] = train_config.logdir
-        if evaluate.check_model:
+    train_config = train_config_of(train, output_root)
+    with summary.step("train", train_config.logdir) as row:
+        trained = train_task(train_config)
+        result["train"] = trained
+        loss = trained["metrics"].get("loss/total")
+        row.figures = f"step {trained['step']}" + ("" if loss is None else f", loss {loss:.4g}")
+    outputs["checkpoints"] = train_config.logdir
+    if evaluate.check_model:
+        with summary.step("check_model") as row:
             tested = check_model(train_config, evaluate.check_model_config(), dataset_dir)
             result["check_model"] = tested
-            outputs.update(
-                {f"export ({kind})": path for kind, path in tested["exports"].items()},
-                features=tested["features_dir"],
-                matched_images=tested["matched_image"],
+            row.output = tested["matched_image"]
+            row.figures = f"{tested['num_inliers']} inliers"
+        outputs.update(
+            {f"export ({kind})": path for kind, path in tested["exports"].items()},
+            features=tested["features_dir"],
+            matched_images=tested["matched_image"],
+        )
+    if evaluate.retrieval:
+        if not (download.num_test and download.num_index):
+            reason = "retrieval needs test and index tars: download num_test and num_index > 0"
+            get_run_logger().info("perform_retrieval skipped: %s", reason)
+            result["retrieval"] = {"skipped": reason}
+            summary.skipped("perform_retrieval", reason)
+            return
+        from flows.perform_retrieval import perform_retrieval
+
+        with summary.step("perform_retrieval") as row:
+            retrieval = perform_retrieval(
+                train_config, evaluate.perform_retrieval_config(), dataset_dir
             )
-        if evaluate.retrieval:
-            result["retrieval"] = _perform_retrieval_if_possible(
-                train_config, evaluate, download, dataset_dir
+            result["retrieval"] = retrieval
+            row.output = retrieval.get("metrics_path", "")
+            row.figures = retrieval.get("skipped") or ", ".join(
+                f"{name} mAP {'n/a' if value is None else f'{100 * value:.2f}'}"
+                for name, value in sorted(retrieval["mean_average_precision"].items())
             )
-            if "metrics_path" in result["retrieval"]:
-                outputs["metrics"] = result["retrieval"]["metrics_path"]
-    result["outputs"] = outputs
-    publish_summary("outputs", {name: f"`{path}`" for name, path in outputs.items()})
-    logger.info("gldv2 outputs: %s", outputs)
-    return result
-
-
-def _perform_retrieval_if_possible(train_config, evaluate, download, dataset_dir) -> dict:
-    if not (download.num_test and download.num_index):
-        reason = "retrieval needs test and index tars: download num_test and num_index > 0"
-        get_run_logger().info("perform_retrieval skipped: %s", reason)
-        return {"skipped": reason}
-    from flows.perform_retrieval import perform_retrieval
-
-    return perform_retrieval(train_config, evaluate.perform_retrieval_config(), dataset_dir)
+        if "metrics_path" in retrieval:
+            outputs["metrics"] = retrieval["metrics_path"]

@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 
 from delf_core import manifests, storage
 from delf_core.features import feature_io
@@ -23,6 +22,7 @@ from delf_core.matching import (
     write_png,
 )
 from flows.caching import OutputsStandCache
+from flows.run_summary import COUNTED
 from flows.summary import publish_summary
 
 # The picture in the artifact is embedded in the markdown as a data: URI (the UI renders
@@ -57,21 +57,19 @@ def _match_stands(inputs: dict[str, Any]) -> bool:
     return fs.exists(path)
 
 
-def artifact_markdown(picture, num_inliers: int, num_matches: int, output_image: str) -> str:
-    """A line with the counts, and the picture at most 800 px wide as a data: URI."""
+def picture_markdown(picture) -> str:
+    """The picture at most 800 px wide, as a data: URI the UI shows."""
     small = picture.copy()
     small.thumbnail((ARTIFACT_MAX_WIDTH, picture.height))
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=ARTIFACT_JPEG_QUALITY)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return (
-        f"**{num_inliers} inliers** of {num_matches} putative matches; "
-        f"picture: `{output_image}`\n\n![matched images](data:image/jpeg;base64,{data})"
-    )
+    return f"![matched images](data:image/jpeg;base64,{data})"
 
 
 @task(
     name="match_images",
+    **COUNTED,
     task_run_name="match_images",
     cache_policy=OutputsStandCache(
         identity=_match_identity, outputs_stand=_match_stands, prefix="match_images"
@@ -112,11 +110,6 @@ def match_images_task(
         result.inliers,
     )
     write_png(output_image, picture)
-    create_markdown_artifact(
-        artifact_markdown(picture, result.num_inliers, result.num_matches, output_image),
-        key="delf-match-images",
-        description="match_images: the inlier correspondences",
-    )
     publish_summary(
         "match_images",
         {
@@ -127,5 +120,6 @@ def match_images_task(
             "picture": f"`{output_image}`",
         },
         started=started,
+        more=picture_markdown(picture),
     )
     return int(result.num_inliers)

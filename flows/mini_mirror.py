@@ -14,6 +14,7 @@ from delf_core import storage
 from delf_core.gldv2.mini import MiniDatasetConfig, make_mini_dataset, mini_dataset_stands
 from delf_core.gldv2.mirror import MirrorServer
 from flows.caching import OutputsStandCache
+from flows.run_summary import COUNTED
 
 
 def _identity(inputs: dict[str, Any]) -> str:
@@ -27,6 +28,7 @@ def _stands(inputs: dict[str, Any]) -> bool:
 
 @task(
     name="make_mini_dataset",
+    **COUNTED,
     task_run_name="make_mini_dataset",
     cache_policy=OutputsStandCache(identity=_identity, outputs_stand=_stands, prefix="mini"),
 )

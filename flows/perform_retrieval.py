@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from delf_core import manifests, storage
 from delf_core.export.config import LOCAL_AND_GLOBAL
@@ -33,6 +32,7 @@ from flows.extract_dataset import (
     extract_dataset_task,
 )
 from flows.retries import TRANSIENT_IO_RETRIES
+from flows.run_summary import COUNTED
 from flows.summary import publish_summary
 
 # What the Revisited ground truth of a download is made of (delf_core.gldv2.revisited).
@@ -49,6 +49,7 @@ def _ground_truth_identity(inputs: dict[str, Any]) -> str:
 
 @task(
     name="make_revisited_ground_truth",
+    **COUNTED,
     task_run_name="make_revisited_ground_truth",
     cache_policy=OutputsStandCache(
         identity=_ground_truth_identity,
@@ -97,15 +98,9 @@ def metrics_summary(saved: SavedMetrics) -> dict:
     }
 
 
-def _artifacts(config: RetrievalConfig, metrics_path: str, text: str, summary: dict) -> None:
-    gv = "with" if config.use_geometric_verification else "without"
-    create_markdown_artifact(
-        f"`{metrics_path}`, {gv} geometric verification (nan: no query has positives "
-        f"under that protocol)\n\n```\n{text}```",
-        key="delf-retrieval-metrics",
-        description=f"perform_retrieval on {config.dataset_file_path}",
-    )
-    rows = [
+def _protocol_rows(summary: dict) -> list[dict]:
+    """Per protocol: mAP and mean precision at each rank, in %."""
+    return [
         {
             "protocol": name,
             "mAP": _percent(value),
@@ -118,15 +113,11 @@ def _artifacts(config: RetrievalConfig, metrics_path: str, text: str, summary: d
         }
         for name, value in sorted(summary["mean_average_precision"].items())
     ]
-    create_table_artifact(
-        rows,
-        key="delf-retrieval-map",
-        description=f"mAP and mean precision at k, in % ({gv} geometric verification)",
-    )
 
 
 @task(
     name="perform_retrieval",
+    **COUNTED,
     task_run_name="perform_retrieval",
     cache_policy=OutputsStandCache(
         identity=lambda inputs: retrieval_identity(inputs["config"]),
@@ -154,7 +145,6 @@ def perform_retrieval_task(config: RetrievalConfig) -> dict:
     metrics_path, text = outcome.metrics_path, outcome.text
     # As the file holds them (2 decimals), so a rerun returns the same numbers.
     summary = metrics_summary(outcome.saved)
-    _artifacts(config, metrics_path, text, summary)
     publish_summary(
         "perform_retrieval",
         {
@@ -172,6 +162,8 @@ def perform_retrieval_task(config: RetrievalConfig) -> dict:
             if None in summary["mean_average_precision"].values()
             else ()
         ),
+        table=_protocol_rows(summary),
+        more=f"`{metrics_path}`:\n\n```\n{text}```",
     )
     return {
         "metrics_path": metrics_path,

@@ -1,4 +1,8 @@
-"""One markdown summary artifact per pipeline step, for the Prefect UI (DESIGN.md rule 7)."""
+"""One markdown summary artifact per pipeline step, for the Prefect UI (DESIGN.md rule 7).
+
+Every artifact of a run is keyed `gldv2-<step>` (its summary) or `gldv2-<step>-progress`:
+one prefix, and one key per step a user can follow across runs.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,10 @@ from delf_core import storage
 MAX_LISTED = 20
 
 
-def summary_key(step: str) -> str:
-    """`gldv2-<step>-summary`, with the step cut down to what a key may hold (a-z, 0-9, -)."""
+def artifact_key(step: str, kind: str | None = None) -> str:
+    """`gldv2-<step>` (or `gldv2-<step>-<kind>`), cut down to what a key may hold (a-z, 0-9, -)."""
     slug = re.sub(r"[^a-z0-9]+", "-", step.lower()).strip("-")
-    return f"gldv2-{slug}-summary"
+    return f"gldv2-{slug}" + (f"-{kind}" if kind else "")
 
 
 def format_duration(seconds: float) -> str:
@@ -80,8 +84,9 @@ def summary_markdown(
     duration: float | None = None,
     notes: Sequence[str] = (),
     table: Sequence[Mapping[str, object]] | None = None,
+    more: str = "",
 ) -> str:
-    """A title, the facts as a two-column table, then `table` and `notes` as a list."""
+    """A title, the facts as a two-column table, then `table`, `notes` as a list and `more`."""
     rows = [{"": name, "value": value} for name, value in facts.items()]
     if duration is not None:
         rows.append({"": "duration", "value": format_duration(duration)})
@@ -90,6 +95,8 @@ def summary_markdown(
         parts.append("\n".join(_table(table)))
     if notes:
         parts.append("\n".join("- " + note.replace("\n", " ") for note in notes))
+    if more:
+        parts.append(more.strip("\n"))
     return "\n\n".join(parts) + "\n"
 
 
@@ -100,8 +107,9 @@ def publish_summary(
     started: float | None = None,
     notes: Sequence[str] = (),
     table: Sequence[Mapping[str, object]] | None = None,
+    more: str = "",
 ) -> None:
-    """Publishes a step's summary as the markdown artifact `gldv2-<step>-summary`.
+    """Publishes a step's summary as the markdown artifact `gldv2-<step>`.
 
     Args:
         step: The step's name (`build_image_dataset`, `export_local_model`, ...).
@@ -109,10 +117,11 @@ def publish_summary(
         started: `time.monotonic()` when the step began: the duration is shown.
         notes: Lines listed under the table (skipped images, hints).
         table: Rows of a second table (metrics per protocol, ...).
+        more: Markdown shown last (a picture, a file's text).
     """
     duration = None if started is None else time.monotonic() - started
     create_markdown_artifact(
-        summary_markdown(step, facts, duration=duration, notes=notes, table=table),
-        key=summary_key(step),
+        summary_markdown(step, facts, duration=duration, notes=notes, table=table, more=more),
+        key=artifact_key(step),
         description=f"{step}: what the step did",
     )

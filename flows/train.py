@@ -9,19 +9,19 @@ from uuid import UUID
 from prefect import task
 from prefect.artifacts import (
     create_progress_artifact,
-    create_table_artifact,
     update_progress_artifact,
 )
 
 from delf_core.training.config import TrainConfig
-from delf_core.training.loop import ReportCallback, TrainResult
+from delf_core.training.outputs import ReportCallback, TrainResult
 from delf_core.training.run_record import train_identity, train_is_current, train_recorded
 from flows.caching import OutputsStandCache
 from flows.retries import unless_bad_input
-from flows.summary import format_duration, publish_summary
+from flows.run_summary import COUNTED
+from flows.summary import artifact_key, format_duration, publish_summary
 
 log = logging.getLogger(__name__)
-PROGRESS_KEY = "gldv2-train-progress"
+PROGRESS_KEY = artifact_key("train", "progress")
 
 
 def training_progress(batch_size: int) -> ReportCallback:
@@ -52,7 +52,7 @@ def training_progress(batch_size: int) -> ReportCallback:
 
 
 def publish_train_summary(flags: TrainConfig, result: TrainResult, started: float) -> None:
-    """The `gldv2-train-summary` artifact: steps, rate, logdir and the last metrics."""
+    """The `gldv2-train` artifact: steps, rate, logdir and TensorBoard command, last metrics."""
     rate = result.metrics.get("global_steps_per_sec")
     publish_summary(
         "train",
@@ -61,6 +61,7 @@ def publish_train_summary(flags: TrainConfig, result: TrainResult, started: floa
             "resumed from": result.resumed_from,
             "images/s": "n/a" if rate is None else f"{rate * flags.batch_size:.1f}",
             "logdir": f"`{flags.logdir}`",
+            "TensorBoard": f"`tensorboard --logdir {flags.logdir}`",
             # The rate is shown as images/s above.
             **{k: v for k, v in result.metrics.items() if k != "global_steps_per_sec"},
         },
@@ -71,6 +72,7 @@ def publish_train_summary(flags: TrainConfig, result: TrainResult, started: floa
 
 @task(
     name="train",
+    **COUNTED,
     task_run_name="train",
     cache_policy=OutputsStandCache(
         identity=lambda inputs: train_identity(inputs["config"]),
@@ -90,8 +92,5 @@ def train_task(config: TrainConfig) -> dict:
     started = time.monotonic()
     flags = config.debugged()  # --debug changes the batch size and the step count
     result = train_recorded(config, on_report=training_progress(flags.batch_size))
-    rows = [{"metric": name, "value": round(value, 5)} for name, value in result.metrics.items()]
-    rows.append({"metric": "global_step", "value": result.step})
-    create_table_artifact(rows, key="delf-training", description="metrics at the last step")
     publish_train_summary(flags, result, started)
     return {"step": result.step, "resumed_from": result.resumed_from, "metrics": result.metrics}

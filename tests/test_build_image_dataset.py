@@ -215,7 +215,7 @@ def test_bad_images_are_reported_and_left_out_or_reencoded(prefect_harness, dama
 
     # Through the flow (the job finds its build and skips), the UI's summary names them.
     build_image_dataset(config_for(dataset, out, test_csv_path=None))
-    summary = latest_artifact("gldv2-build-image-dataset-summary").data
+    summary = latest_artifact("gldv2-build-image-dataset").data
     records = manifest["splits"]["train"]["records"]
     assert f"| train records | {records} in {NUM_SHARDS} shards |" in summary
     assert "| problem: missing | 1 |" in summary and "| size on disk | " in summary

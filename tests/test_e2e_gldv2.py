@@ -129,9 +129,13 @@ def test_the_whole_flow_completes_and_every_output_is_valid(first_run):
     shown = artifacts(state.state_details.flow_run_id)
     assert shown["gldv2-train-progress"] == 100.0
     assert shown["gldv2-download-progress"] == 100.0
-    for step in ("download", "build-image-dataset", "train", "match-images", "outputs"):
-        assert f"gldv2-{step}-summary" in shown
-    assert "metrics.txt" in shown["gldv2-outputs-summary"]
+    for step in ("download", "build-image-dataset", "train", "match-images", "run"):
+        assert f"gldv2-{step}" in shown
+    assert all(key.startswith("gldv2-") for key in shown), sorted(shown)
+    run = shown["gldv2-run"]
+    assert "metrics.txt" in run and "tensorboard --logdir" in shown["gldv2-train"]
+    for step in ("build_image_dataset", "train", "check_model", "perform_retrieval"):
+        assert f"| {step} | Completed | ran |" in run, run
 
 
 def test_a_rerun_is_cached_and_a_deleted_output_reruns_its_step_and_later_ones(first_run):
@@ -142,6 +146,10 @@ def test_a_rerun_is_cached_and_a_deleted_output_reruns_its_step_and_later_ones(f
     assert again.is_completed(), again.message
     states = step_states(again.state_details.flow_run_id)
     assert {step: states.get(step) for step in STEPS} == dict.fromkeys(STEPS, "Cached")
+    # The rerun's own summary says so.
+    run = artifacts(again.state_details.flow_run_id)["gldv2-run"]
+    for step in ("build_image_dataset", "train", "check_model", "perform_retrieval"):
+        assert f"| {step} | Completed | cached |" in run, run
 
     # The TFRecords go: they are built again, and every step that depends on them is
     # redone; the steps they depend on are not.

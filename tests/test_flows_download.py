@@ -102,7 +102,7 @@ def test_flow_downloads_everything_and_later_runs_are_cached(prefect_harness, mi
     states = tar_task_states(second)
     assert len(states) == 4 and set(states.values()) == {"Cached"}
     assert second.result()["cached"] == 4
-    markdown = artifact(second, "gldv2-download-summary").data
+    markdown = artifact(second, "gldv2-download").data
     assert "| cached | 4 |" in markdown and "| duration |" in markdown
 
 
@@ -119,7 +119,7 @@ def test_flow_fails_naming_the_bad_tar_and_a_rerun_fetches_only_it(
     assert failed.is_failed()
     with pytest.raises(Exception, match="train/images_001.tar: "):
         failed.result()
-    assert "train/images_001.tar" in artifact(failed, "gldv2-download-summary").data
+    assert "train/images_001.tar" in artifact(failed, "gldv2-download").data
     assert not (out / "train" / "images_001.tar").exists()
 
     write_md5(root, "train", 1, good_md5)
@@ -207,7 +207,7 @@ def test_download_fans_out_on_a_local_dask_cluster(prefect_harness, mirror, tmp_
     assert tar_requests() == []
     states = tar_task_states(second)
     assert len(states) == 4 and set(states.values()) == {"Cached"}
-    markdown = artifact(second, "gldv2-download-summary").data
+    markdown = artifact(second, "gldv2-download").data
     assert "| tars | 4 |" in markdown and "| cached | 4 |" in markdown
 
 

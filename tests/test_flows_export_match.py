@@ -89,20 +89,21 @@ def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
     assert (tmp_path / "matched_images.png").stat().st_size > 0
     assert task_states(first, expect=STEPS) == dict.fromkeys(STEPS, "Completed")
     shown = artifacts(first)
-    assert "input_abs_thres: float32[]" in str(shown["delf-export-local"])
-    assert "**2** extracted" in shown["delf-extract-features"]
-    text, data = shown["delf-match-images"].split("data:image/jpeg;base64,")
-    assert f"**{result['num_inliers']} inliers**" in text
-    assert Image.open(io.BytesIO(base64.b64decode(data.rstrip(")")))).width <= 800
-    export_summary = shown["gldv2-export-local-model-summary"]
+    # One artifact per step, all keyed gldv2-<step>.
+    steps = ("export-local-model", "extract-features", "extract-features-progress", "match-images")
+    assert set(shown) == {f"gldv2-{step}" for step in steps}
+    export_summary = shown["gldv2-export-local-model"]
     assert f"| path | `{export}` |" in export_summary and "| exported | yes |" in export_summary
     assert "| size on disk | " in export_summary and "| duration | " in export_summary
-    extract_summary = shown["gldv2-extract-features-summary"]
+    assert "input_abs_thres: float32[]" in export_summary
+    extract_summary = shown["gldv2-extract-features"]
     assert "| images extracted | 2 |" in extract_summary
     assert f"| output folder | `{tmp_path / 'data' / 'features'}` |" in extract_summary
-    match_summary = shown["gldv2-match-images-summary"]
+    match_summary = shown["gldv2-match-images"]
     assert f"| inliers | {result['num_inliers']} |" in match_summary
     assert f"| picture | `{tmp_path / 'matched_images.png'}` |" in match_summary
+    data = match_summary.split("data:image/jpeg;base64,")[1].strip()
+    assert Image.open(io.BytesIO(base64.b64decode(data.rstrip(")")))).width <= 800
 
     second = check_model(train, check, return_state=True)
 

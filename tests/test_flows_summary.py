@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import INPUTS
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from delf_core.training.config import TrainConfig
-from delf_core.training.loop import TrainResult
-from flows.summary import capped, format_duration, publish_summary, summary_key
+from delf_core.training.outputs import TrainResult
+from flows.run_summary import COUNTED, RunSummary
+from flows.summary import artifact_key, capped, format_duration, publish_summary
 from flows.train import PROGRESS_KEY, publish_train_summary, training_progress
 
 
@@ -25,8 +27,9 @@ def latest_artifact(key: str):
 
 
 def test_keys_hold_only_lowercase_letters_digits_and_dashes():
-    assert summary_key("build_image_dataset") == "gldv2-build-image-dataset-summary"
-    assert summary_key("Export local_and_global!") == "gldv2-export-local-and-global-summary"
+    assert artifact_key("build_image_dataset") == "gldv2-build-image-dataset"
+    assert artifact_key("Export local_and_global!") == "gldv2-export-local-and-global"
+    assert artifact_key("train", "progress") == "gldv2-train-progress"
 
 
 def test_durations_and_capped_lists_read_well():
@@ -50,7 +53,7 @@ def test_publish_summary_shows_title_facts_duration_table_and_notes(prefect_harn
 
     step_flow()
 
-    markdown = latest_artifact("gldv2-extract-index-summary").data
+    markdown = latest_artifact("gldv2-extract-index").data
     assert markdown.startswith("### extract_index\n")
     assert "| images extracted | 24 |" in markdown
     assert "| score | 0.1235 |" in markdown
@@ -89,7 +92,7 @@ def test_train_summary_names_steps_rate_logdir_and_metrics(prefect_harness):
 
     trained()
 
-    markdown = latest_artifact("gldv2-train-summary").data
+    markdown = latest_artifact("gldv2-train").data
     for row in (
         "| final step | 100 of 500000 |",
         "| resumed from | 40 |",
@@ -99,3 +102,49 @@ def test_train_summary_names_steps_rate_logdir_and_metrics(prefect_harness):
     ):
         assert row in markdown, markdown
     assert "global_steps_per_sec" not in markdown
+
+
+def test_the_run_summary_says_what_ran_what_was_cached_and_what_failed(prefect_harness, tmp_path):
+    marker = tmp_path / "calls"
+
+    @task(cache_policy=INPUTS, persist_result=True, **COUNTED)
+    def work(n: int) -> int:
+        with marker.open("a") as handle:
+            handle.write(f"{n}\n")
+        return n
+
+    @task(**COUNTED)
+    def broken() -> None:
+        raise ValueError("bad input")
+
+    @flow
+    def pipeline(salt: int, fail: bool) -> None:
+        summary = RunSummary()
+        try:
+            with summary.step("first", output="/out/first") as row:
+                row.figures = f"{work(salt) + work(salt + 1)} made"
+            if fail:
+                with summary.step("second"):
+                    broken()
+            summary.skipped("third", "not asked for")
+        finally:
+            summary.publish({"first": "/out/first"}, time.monotonic())
+
+    salt = time.monotonic_ns()  # no cache record from an earlier session
+    pipeline(salt, fail=False)
+    ran = latest_artifact("gldv2-run").data
+    assert (
+        "| first | Completed | ran | " in ran and f"| {2 * salt + 1} made | `/out/first` |" in ran
+    )
+    assert "| third | Skipped | - |" in ran and "not asked for" in ran
+    assert "- first: `/out/first`" in ran
+
+    pipeline(salt, fail=False)
+    assert "| first | Completed | cached | " in latest_artifact("gldv2-run").data
+    assert len(marker.read_text().split()) == 2  # the rerun's tasks did not run
+
+    state = pipeline(salt + 1, fail=True, return_state=True)
+    assert state.is_failed()
+    failed = latest_artifact("gldv2-run").data
+    assert "| first | Completed | ran 1, cached 1 | " in failed
+    assert "| second | Failed | ran |" in failed and "| third |" not in failed

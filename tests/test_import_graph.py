@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,32 @@ def test_arrows_point_down(package: str) -> None:
     assert not bad, f"{package} must not import {', '.join(FORBIDDEN[package])}:\n" + "\n".join(
         sorted(set(bad))
     )
+
+
+# A cached rerun imports every step's flow and asks whether its outputs stand: with
+# TensorFlow and Beam loaded only in task bodies, it takes seconds instead of half a minute.
+STEP_FLOWS = (
+    "flows.gldv2",
+    "flows.download",
+    "flows.build_image_dataset",
+    "flows.train",
+    "flows.check_model",
+    "flows.export",
+    "flows.extract_features",
+    "flows.extract_dataset",
+    "flows.match_images",
+    "flows.perform_retrieval",
+)
+
+
+def test_step_flows_load_tensorflow_and_beam_only_when_a_task_runs() -> None:
+    probe = (
+        "import importlib, json, sys\n"
+        f"for name in {STEP_FLOWS!r}: importlib.import_module(name)\n"
+        "print(json.dumps([m for m in ('tensorflow', 'keras', 'apache_beam') if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
