@@ -168,9 +168,15 @@ def _run_steps(
             )
             result["retrieval"] = retrieval
             row.output = retrieval.get("metrics_path", "")
-            row.figures = retrieval.get("skipped") or ", ".join(
-                f"{name} mAP {'n/a' if value is None else f'{100 * value:.2f}'}"
-                for name, value in sorted(retrieval["mean_average_precision"].items())
+            maps = retrieval.get("mean_average_precision")
+            # A DELF model is not evaluated: its result says why instead.
+            row.figures = (
+                str(retrieval["skipped"])
+                if maps is None
+                else ", ".join(
+                    f"{name} mAP {'n/a' if value is None else f'{100 * value:.2f}'}"
+                    for name, value in sorted(maps.items())
+                )
             )
         if "metrics_path" in retrieval:
             outputs["metrics"] = retrieval["metrics_path"]
