@@ -68,6 +68,7 @@ class OutputLease:
         self._path = storage.join(root_path, LEASE_FILE)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self.previous: Holder | None = None  # whom the context took the lease over from
 
     def holder(self) -> Holder | None:
         """The lease's holder as recorded, or None when nobody holds it."""
@@ -111,7 +112,7 @@ class OutputLease:
                 self._fs.rm(self._path)
 
     def __enter__(self) -> OutputLease:
-        self.acquire()
+        self.previous = self.acquire()
         self._stop.clear()
         self._renewer = threading.Thread(target=self._keep_renewing, daemon=True)
         self._renewer.start()
