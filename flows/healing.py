@@ -94,15 +94,16 @@ def close_stale_runs(flow_run_id: UUID) -> list[str]:
             )
             frontier = [child.id for child in children if child.id not in ids]
             ids += frontier
-        open_subflows = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=ids[1:]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_OPEN)),
+        if subflow_ids := ids[1:]:
+            open_subflows = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=subflow_ids),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_OPEN)),
+                )
             )
-        )
-        for subflow in open_subflows if ids[1:] else []:
-            client.set_flow_run_state(subflow.id, crashed, force=True)
-            closed.append(subflow.name)
+            for subflow in open_subflows:
+                client.set_flow_run_state(subflow.id, crashed, force=True)
+                closed.append(subflow.name)
         open_tasks = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
             task_run_filter=TaskRunFilter(

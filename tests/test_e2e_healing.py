@@ -91,23 +91,33 @@ def wait_until(condition, seconds: float, what: str, interval: float = 0.2):
 
 def test_a_run_killed_in_training_resumes_by_itself_and_completes(tmp_path):
     # The worker looks for scheduled runs every 2 s instead of 10 s: a shorter test.
-    with prefect_server(tmp_path, PREFECT_WORKER_QUERY_SECONDS="2") as env:
-        deployed = subprocess.run(
-            ["bash", "deployments/deploy.sh", str(Path(PREFECT).parent)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        assert "automation 'gldv2-resume-crashed'" in deployed.stdout
-        with (
-            temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}),
-            process_worker(env, tmp_path) as worker,
-        ):
+    with (
+        prefect_server(tmp_path, PREFECT_WORKER_QUERY_SECONDS="2") as env,
+        temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}),
+    ):
+        assert "Created automation 'gldv2-resume-crashed'" in deploy(env)
+        # Deploying again updates what is there.
+        assert "Updated automation 'gldv2-resume-crashed'" in deploy(env, gpu_limit="2")
+        with get_client(sync_client=True) as client:
+            assert len(client.read_automations_by_name("gldv2-resume-crashed")) == 1
+            assert client.read_concurrency_limit_by_tag("gpu").concurrency_limit == 2
+        with process_worker(env, tmp_path) as worker:
             heal_seconds = _kill_in_training_and_watch(env, worker, tmp_path)
     print(f"\nkill -> healed run Completed: {heal_seconds:.1f} s")
+
+
+def deploy(env: dict[str, str], gpu_limit: str = "1") -> str:
+    """Runs what `make deploy` runs; returns its output."""
+    done = subprocess.run(
+        ["bash", "deployments/deploy.sh", str(Path(PREFECT).parent), gpu_limit],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def _kill_in_training_and_watch(env, worker, tmp_path: Path) -> float:

@@ -9,7 +9,7 @@ import threading
 from uuid import uuid4
 
 import pytest
-from prefect import task
+from prefect import flow, task
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
@@ -127,13 +127,22 @@ def _train() -> None:
     """Stands for the training its flow run's killed process left Running."""
 
 
+@flow(name="build_image_dataset")
+def _build() -> None:
+    """Stands for a subflow the killed process left Running."""
+
+
 def test_a_resumed_run_closes_what_its_dead_attempt_left_running(prefect_harness, tmp_path):
     parameters = {"output_root": str(tmp_path / "run"), "download": TOO_MANY_TARS}
     run = _deployment_run(parameters, resumes=1)
     with get_client(sync_client=True) as client:
         stale = client.create_task_run(_train, run.id, dynamic_key="0", state=Running())
+        stand_in = client.create_task_run(_train, run.id, dynamic_key="1", state=Running())
+        subflow = client.create_flow_run(_build, parent_task_run_id=stand_in.id, state=Running())
+        stale_child = client.create_task_run(_train, subflow.id, dynamic_key="0", state=Running())
     state = run_flow(gldv2, flow_run=run, parameters=parameters, return_type="state")
     assert state.is_failed() and "the mini mirror has" in state.message  # got past the checks
     with get_client(sync_client=True) as client:
-        closed = client.read_task_run(stale.id).state
-    assert closed.is_crashed() and "was resumed" in closed.message
+        closed = [client.read_task_run(t.id).state for t in (stale, stand_in, stale_child)]
+        closed.append(client.read_flow_run(subflow.id).state)
+    assert all(s.is_crashed() and "was resumed" in s.message for s in closed), closed
