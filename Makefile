@@ -54,10 +54,12 @@ ui: $(STAMP)
 	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(UI_PORT)
 
 # Registers deployments/prefect.yaml (gldv2-full, gldv2-mini) with the server of
-# PREFECT_API_URL, on the process work pool gldv2-process.
+# PREFECT_API_URL, on the process work pool gldv2-process; sets the task concurrency
+# limit of tag gpu to GPU_LIMIT; creates or updates the automation that resumes crashed
+# runs (deployments/automations.yaml). Safe to repeat.
+GPU_LIMIT ?= 1
 deploy: $(STAMP)
-	$(VENV)/bin/prefect work-pool create gldv2-process --type process --overwrite
-	$(VENV)/bin/prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml
+	bash deployments/deploy.sh $(VENV)/bin $(GPU_LIMIT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

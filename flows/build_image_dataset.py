@@ -29,6 +29,7 @@ def _build_stands(inputs: dict[str, Any]) -> bool:
 
 @task(
     name="fingerprint_inputs",
+    tags=["build_image_dataset"],
     task_run_name="fingerprint_inputs",
     retries=1,
     retry_delay_seconds=10,
@@ -40,6 +41,7 @@ def fingerprint_inputs(config: BuildConfig) -> str:
 
 @task(
     name="build_image_dataset",
+    tags=["build_image_dataset"],
     **COUNTED,
     task_run_name="build_image_dataset",
     cache_policy=OutputsStandCache(

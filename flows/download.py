@@ -76,6 +76,7 @@ def _tar_stands(inputs: dict[str, Any]) -> bool:
 
 @task(
     name="download_metadata",
+    tags=["download"],
     **COUNTED,
     **_RETRIES,
     task_run_name="download_metadata-{split}-{remote.name}",
@@ -86,6 +87,7 @@ def download_metadata(config: DownloadConfig, split: str, remote: layout.RemoteF
 
 @task(
     name="fetch_checksums",
+    tags=["download"],
     **COUNTED,
     **_RETRIES,
     task_run_name="fetch_checksums-{split}",
@@ -96,6 +98,7 @@ def checksums(config: DownloadConfig, split: str) -> dict[str, str]:
 
 @task(
     name="download",
+    tags=["download"],
     **COUNTED,
     cache_policy=OutputsStandCache(
         identity=_tar_identity, outputs_stand=_tar_stands, prefix="download"

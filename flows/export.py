@@ -16,6 +16,7 @@ from flows.summary import format_bytes, publish_summary, size_on_disk
 
 @task(
     name="export",
+    tags=["export"],
     **COUNTED,
     task_run_name="export_{config.kind}_model",
     cache_policy=OutputsStandCache(

@@ -131,6 +131,7 @@ def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
 
 @task(
     name="extract_features",
+    tags=["extract_features", "gpu"],
     **COUNTED,
     task_run_name="extract_features-{image_set}",
     cache_policy=OutputsStandCache(

@@ -131,6 +131,7 @@ def publish_extract_summary(
 
 @task(
     name="extract_features",
+    tags=["extract_features", "gpu"],
     **COUNTED,
     task_run_name="extract_features",
     cache_policy=OutputsStandCache(

@@ -7,14 +7,18 @@ import dataclasses
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
+from pydantic import Field
 
 from delf_core import storage
 from delf_core.gldv2.mini_config import MiniDatasetConfig
 from flows.download import run_download
+from flows.guard import output_root_lease
+from flows.healing import resume_after_crash
 from flows.mini_mirror import make_mini_mirror, served
+from flows.notify import load_notifier, notify_on_failure
 from flows.params import (
     DATASET_DIR,
     MINI_MIRROR_DIR,
@@ -36,14 +40,20 @@ def _source(download: DownloadParams, output_root: str) -> Iterator[str]:
         yield download.base_url
         return
     mirror_dir = storage.join(output_root, MINI_MIRROR_DIR)
+    make_mini_mirror(mirror_dir)
+    with served(mirror_dir) as url:
+        yield url
+
+
+def _check_mini_mirror(download: DownloadParams) -> None:
+    """Refuses more tars than the mini mirror has, before anything is written."""
+    if not download.mini_mirror:
+        return
     available = MiniDatasetConfig().num_tars()
     wanted = download.to_config().tar_counts()
     too_many = {split: n for split, n in wanted.items() if n > available[split]}
     if too_many:
         raise ValueError(f"the mini mirror has {available} tars; asked for {too_many}")
-    make_mini_mirror(mirror_dir)
-    with served(mirror_dir) as url:
-        yield url
 
 
 # The defaults: gldv2-full's shape. The models are frozen, so sharing them is safe.
@@ -53,13 +63,15 @@ FULL_TRAIN = TrainParams()
 FULL_EVALUATE = EvaluateParams()
 
 
-@flow(name="gldv2")
+@flow(name="gldv2", on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
 def gldv2(
     output_root: str = "gldv2",
     download: DownloadParams = FULL_DOWNLOAD,
     build: BuildParams = FULL_BUILD,
     train: TrainParams | None = FULL_TRAIN,
     evaluate: EvaluateParams = FULL_EVALUATE,
+    max_crash_resumes: Annotated[int, Field(ge=0)] = 3,
+    notify_block: str | None = None,
 ) -> dict[str, Any]:
     """Downloads GLDv2, builds the TFRecords, trains, tests the model and evaluates retrieval.
 
@@ -76,20 +88,30 @@ def gldv2(
     The artifact `gldv2-run` sums the run up, a cached rerun and a failed run too: per
     step its state, whether it ran or came from cache, its duration, key figures and
     output; each step has its own `gldv2-<step>` summary.
+
+    A run of a deployment that crashes is resumed by the server up to
+    `max_crash_resumes` times in a row. `notify_block` names a Prefect notification
+    block (`<type>/<name>`) told when the run fails or crashes. One run at a time holds
+    `output_root`; another is refused at once.
     """
     logger = get_run_logger()
     started = time.monotonic()
+    resume_after_crash(max_crash_resumes)
+    if notify_block:
+        load_notifier(notify_block)
+    _check_mini_mirror(download)
     fs, path = storage.resolve(output_root)
     if storage.is_local(fs):
         # Cache keys name the outputs: a relative root would name another checkout's too.
         output_root = os.path.abspath(path)
     summary = RunSummary()
     result: dict[str, Any] = {"outputs": {}}
-    try:
-        _run_steps(summary, result, output_root, download, build, train, evaluate)
-    finally:
-        # Also for a failed run: the table shows which step failed and what finished.
-        summary.publish(result["outputs"], started)
+    with output_root_lease(output_root):
+        try:
+            _run_steps(summary, result, output_root, download, build, train, evaluate)
+        finally:
+            # Also for a failed run: the table shows which step failed and what finished.
+            summary.publish(result["outputs"], started)
     logger.info("gldv2 outputs: %s", result["outputs"])
     return result
 

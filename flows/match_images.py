@@ -69,6 +69,7 @@ def picture_markdown(picture) -> str:
 
 @task(
     name="match_images",
+    tags=["match_images"],
     **COUNTED,
     task_run_name="match_images",
     cache_policy=OutputsStandCache(

@@ -28,6 +28,7 @@ def _stands(inputs: dict[str, Any]) -> bool:
 
 @task(
     name="make_mini_dataset",
+    tags=["make_mini_dataset"],
     **COUNTED,
     task_run_name="make_mini_dataset",
     cache_policy=OutputsStandCache(identity=_identity, outputs_stand=_stands, prefix="mini"),

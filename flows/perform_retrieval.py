@@ -49,6 +49,7 @@ def _ground_truth_identity(inputs: dict[str, Any]) -> str:
 
 @task(
     name="make_revisited_ground_truth",
+    tags=["perform_retrieval"],
     **COUNTED,
     task_run_name="make_revisited_ground_truth",
     cache_policy=OutputsStandCache(
@@ -117,6 +118,7 @@ def _protocol_rows(summary: dict) -> list[dict]:
 
 @task(
     name="perform_retrieval",
+    tags=["perform_retrieval"],
     **COUNTED,
     task_run_name="perform_retrieval",
     cache_policy=OutputsStandCache(

@@ -72,6 +72,7 @@ def publish_train_summary(flags: TrainConfig, result: TrainResult, started: floa
 
 @task(
     name="train",
+    tags=["train", "gpu"],
     **COUNTED,
     task_run_name="train",
     cache_policy=OutputsStandCache(
@@ -79,7 +80,9 @@ def publish_train_summary(flags: TrainConfig, result: TrainResult, started: floa
         outputs_stand=lambda inputs: train_is_current(inputs["config"]),
         prefix="train",
     ),
-    # A crash (preemption, out of memory) is retried; the retry restores the checkpoint.
+    # A failure that may pass (out of GPU memory) is retried, from the checkpoint. A
+    # killed process is resumed with its whole flow run (flows/healing.py). Tag gpu:
+    # `make deploy` limits how many such task runs run at once.
     retries=2,
     retry_delay_seconds=60,
     retry_condition_fn=unless_bad_input,

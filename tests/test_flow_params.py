@@ -21,7 +21,8 @@ GROUPS = {
 @pytest.mark.parametrize("name", ["gldv2-full", "gldv2-mini"])
 def test_each_deployment_gives_valid_parameters(name):
     parameters = deployment_parameters(name)
-    assert set(parameters) == {"output_root", *GROUPS}
+    guard_rails = {"max_crash_resumes", "notify_block"}
+    assert {"output_root", *GROUPS} <= set(parameters) <= {"output_root", *GROUPS, *guard_rails}
     groups = {group: GROUPS[group].model_validate(parameters[group]) for group in GROUPS}
     config = train_config(groups["train"], parameters["output_root"])
     assert config.delg_global_features
@@ -29,6 +30,7 @@ def test_each_deployment_gives_valid_parameters(name):
     if name == "gldv2-full":
         assert (groups["download"].num_train, groups["download"].num_index) == (500, 100)
         assert groups["download"].num_test == 20 and config.max_iters == 500000
+        assert parameters["max_crash_resumes"] == 3 and parameters["notify_block"] is None
     else:
         assert groups["download"].mini_mirror and config.max_iters == 2
 
