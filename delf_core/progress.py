@@ -155,9 +155,9 @@ class ProgressTracker:
         return ProgressSnapshot(self.done, self.total, self.rate(), self.unit)
 
 
-def log_progress(step: str, snapshot: ProgressSnapshot) -> None:
+def log_progress(step: str, description: str) -> None:
     """The progress line of `step`, logged where a run's log and the terminal show it."""
-    log.info("%s: %s", step, snapshot.describe())
+    log.info("%s: %s", step, description)
 
 
 def format_duration(seconds: float) -> str:

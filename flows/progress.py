@@ -62,6 +62,8 @@ class RunProgress:
         # Kept now: a thread the caller starts later has no run context of its own.
         self._task_run_id, self._flow_run_id = get_task_and_flow_run_ids()
         self._artifact_id: UUID | None = None
+        # Shown after the counts, e.g. the last loss of a training run.
+        self.note = ""
 
     def set_total(self, total: float | None) -> None:
         with self._lock:
@@ -89,7 +91,8 @@ class RunProgress:
         self.show(snapshot)
 
     def show(self, snapshot: ProgressSnapshot) -> None:
-        log_progress(self.step, snapshot)
+        description = snapshot.describe() + (f"; {self.note}" if self.note else "")
+        log_progress(self.step, description)
         if self._flow_run_id is None and self._task_run_id is None:
             return  # a step run by hand: the terminal shows it, there is no run to attach to
         percent = 100.0 * (snapshot.fraction or 0.0)
@@ -98,9 +101,9 @@ class RunProgress:
                 if self._artifact_id is None:
                     self._artifact_id = self._earlier_artifact()
                 if self._artifact_id is None:
-                    self._artifact_id = self._create(percent, snapshot.describe())
+                    self._artifact_id = self._create(percent, description)
                 else:
-                    update_progress_artifact(self._artifact_id, percent, snapshot.describe())
+                    update_progress_artifact(self._artifact_id, percent, description)
         except Exception:  # progress is for show: a server hiccup must not stop the step
             log.warning("%s: could not update the progress artifact", self.step, exc_info=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -11,8 +12,13 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
 )
+from prefect.context import get_run_context
 
+from delf_core.training.config import TrainConfig
 from flows.progress import RunProgress, progress_key
+from flows.train import train_task
+
+TRAIN_KEY = progress_key("train")
 
 
 class Clock:
@@ -130,3 +136,51 @@ def test_outside_a_run_progress_goes_to_the_log_only(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "by_hand: 2/2 files (100.0%), rate not measured yet"
     ]
+
+
+@pytest.mark.integration
+def test_training_moves_its_artifact_between_reports(prefect_harness, mini_records, tmp_path):
+    """With report_interval beyond the run, the artifact still follows every step."""
+    seen: list[float] = []
+
+    class ReadArtifact(logging.Handler):
+        # Each progress line is logged just before its artifact update: read what the
+        # UI shows at that moment, while the task is still training.
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("train: "):
+                found = run_artifacts(get_run_context().task_run.flow_run_id, TRAIN_KEY)
+                seen.extend(artifact.data for artifact in found)
+
+    config = TrainConfig(
+        logdir=str(tmp_path / "logs"),
+        train_file_pattern=f"{mini_records}/train*",
+        validation_file_pattern=f"{mini_records}/validation*",
+        dataset_version="manifest",
+        image_size=32,
+        batch_size=2,
+        max_iters=6,
+        report_interval=100,
+        eval_interval=100,
+        save_interval=100,
+        num_eval_batches=1,
+        use_autoencoder=False,
+    )
+
+    @flow
+    def training() -> dict:
+        return train_task(config)
+
+    handler = ReadArtifact()
+    progress_log = logging.getLogger("delf_core.progress")
+    progress_log.addHandler(handler)
+    try:
+        state = training(return_state=True)
+    finally:
+        progress_log.removeHandler(handler)
+
+    assert state.is_completed()
+    # 0% at the start, then every step (each is more than 1% of 6), seen while training.
+    assert seen == sorted(seen) and len(set(seen)) >= 5
+    found = run_artifacts(state.state_details.flow_run_id, TRAIN_KEY)
+    assert len(found) == 1 and found[0].data == 100.0
+    assert found[0].description.startswith("6/6 steps (100.0%)")
