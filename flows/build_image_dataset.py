@@ -16,6 +16,7 @@ from beam_jobs.options import LOCAL_RUNNER
 from delf_core import storage
 from delf_core.build_image_dataset import BuildConfig, plan_build, up_to_date_manifest
 from flows.caching import OutputsStandCache
+from flows.progress import step_progress
 from flows.summary import MAX_LISTED, capped, format_bytes, publish_summary, size_on_disk
 
 
@@ -53,7 +54,9 @@ def build_image_dataset_task(
 ) -> dict:
     """Runs the Beam job (which skips an identical build); returns its manifest."""
     started = time.monotonic()
-    manifest = run_build(config, pipeline_options)
+    manifest = run_build(
+        config, pipeline_options, on_progress=step_progress("build_image_dataset", "images")
+    )
     rows = [
         {"split": name, "records": split["records"], "shards": len(split["shards"])}
         for name, split in sorted(manifest["splits"].items())

@@ -39,7 +39,8 @@ class RunProgress:
     """Follows `total` units of `step` and shows them in the run's artifact and log.
 
     Thread-safe: a download's worker threads or a job's poller may report at once.
-    Made inside a flow or task run; it may then be updated from any thread.
+    Made inside a flow or task run (or given its `run_ids`, (task run, flow run)); it
+    may then be updated from any thread.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class RunProgress:
         cadence: ProgressCadence | None = None,
         key: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        run_ids: tuple[UUID | None, UUID | None] | None = None,
     ) -> None:
         self.step = step
         self.key = key or progress_key(step)
@@ -60,7 +62,7 @@ class RunProgress:
         )
         self._lock = threading.Lock()
         # Kept now: a thread the caller starts later has no run context of its own.
-        self._task_run_id, self._flow_run_id = get_task_and_flow_run_ids()
+        self._task_run_id, self._flow_run_id = run_ids or get_task_and_flow_run_ids()
         self._artifact_id: UUID | None = None
         # Shown after the counts, e.g. the last loss of a training run.
         self.note = ""
@@ -129,3 +131,22 @@ class RunProgress:
             task_run_id=self._task_run_id,
         )
         return artifact.create().id
+
+
+def step_progress(step: str, unit: str) -> Callable[[float, float | None], None]:
+    """A `(done, total)` callback that shows `step` as a RunProgress made at its first call.
+
+    Made inside the run; it may be called from a thread of the library's own.
+    """
+    holder: list[RunProgress] = []
+    context_ids = get_task_and_flow_run_ids()
+
+    def report(done: float, total: float | None) -> None:
+        if not holder:
+            holder.append(RunProgress(step, total, unit, done=done, run_ids=context_ids))
+            holder[0].finish()
+            return
+        holder[0].set_total(total)
+        holder[0].update(done)
+
+    return report
