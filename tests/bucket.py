@@ -85,6 +85,7 @@ class FaultyHandler(MirrorHandler):
 
     faults: dict[str, list[str]] = {}
     requests: list[tuple[str, str | None]] = []
+    heads: list[str] = []  # paths asked for with HEAD (their size), kept apart from GETs
     lock = threading.Lock()
     changed = threading.Condition(lock)
     in_flight = 0
@@ -96,8 +97,14 @@ class FaultyHandler(MirrorHandler):
     def reset(cls, faults: dict[str, list[str]] | None = None) -> None:
         cls.faults = defaultdict(list, {k: list(v) for k, v in (faults or {}).items()})
         cls.requests = []
+        cls.heads = []
         cls.in_flight = cls.max_in_flight = 0
         cls.tars_in_flight = cls.max_tars_in_flight = 0
+
+    def do_HEAD(self) -> None:
+        with FaultyHandler.lock:
+            FaultyHandler.heads.append(self.path.lstrip("/"))
+        super().do_HEAD()
 
     def do_GET(self) -> None:
         path = self.path.lstrip("/")
