@@ -67,6 +67,13 @@ def make_bucket(
     return contents
 
 
+def served_bytes(root: Path, tars: dict[str, int]) -> int:
+    """What a bucket made by make_bucket serves: every CSV and tar, in bytes."""
+    paths = [root / r.bucket_path for split in layout.SPLITS for r in layout.METADATA_FILES[split]]
+    paths += [root / layout.tar_bucket_path(s, i) for s, n in tars.items() for i in range(n)]
+    return sum(path.stat().st_size for path in paths)
+
+
 class FaultyHandler(MirrorHandler):
     """A mirror handler that follows a per-path script of faults, one per request.
 

@@ -10,7 +10,7 @@ from delf_cli.progress import BarProgress, LogProgress
 from delf_core.download import download
 from delf_core.gldv2 import layout
 from delf_core.gldv2.mirror import MirrorServer
-from tests.bucket import FaultyHandler, make_bucket
+from tests.bucket import FaultyHandler, make_bucket, served_bytes
 from tests.test_download import TARS, config_for
 
 
@@ -24,14 +24,7 @@ def bucket(tmp_path):
 
 
 def true_total(root) -> int:
-    """What the mirror serves: every CSV and every tar, in bytes."""
-    paths = [root / r.bucket_path for split in layout.SPLITS for r in layout.METADATA_FILES[split]]
-    paths += [
-        root / layout.tar_bucket_path(split, index)
-        for split, count in TARS.items()
-        for index in range(count)
-    ]
-    return sum(path.stat().st_size for path in paths)
+    return served_bytes(root, TARS)
 
 
 def test_the_bar_total_is_the_true_byte_total_even_for_a_resumed_file(bucket, tmp_path):
