@@ -112,7 +112,7 @@ def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
         output_dir,
         True,
         source,
-        on_progress=extraction_progress(len(items), key=f"delf-extract-{name}-progress"),
+        on_progress=extraction_progress(len(items), f"extract_{name}"),
     )
     create_markdown_artifact(
         counts_markdown(report, replaced, output_dir, config_path),

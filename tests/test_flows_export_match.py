@@ -91,6 +91,7 @@ def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
     shown = artifacts(first)
     assert "input_abs_thres: float32[]" in str(shown["delf-export-local"])
     assert "**2** extracted" in shown["delf-extract-features"]
+    assert shown["gldv2-extract-features-progress"] == 100.0
     text, data = shown["delf-match-images"].split("data:image/jpeg;base64,")
     assert f"**{result['num_inliers']} inliers**" in text
     assert Image.open(io.BytesIO(base64.b64decode(data.rstrip(")")))).width <= 800

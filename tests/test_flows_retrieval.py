@@ -67,6 +67,8 @@ def test_retrieval_is_evaluated_cached_and_redone_for_a_deleted_index_file(
     assert "mP@10" in table and "n/a" in table
     assert "**24** extracted" in shown["delf-extract-index"]
     assert "**8** extracted" in shown["delf-extract-queries"]
+    progress = ("extract-index", "extract-queries", "perform-retrieval")
+    assert [shown[f"gldv2-{step}-progress"] for step in progress] == [100.0] * 3
     summary = shown["gldv2-perform-retrieval-summary"]
     assert f"| mAP medium (%) | {100 * result['mean_average_precision']['medium']:.2f} |" in summary
     assert "| mAP hard (%) | n/a |" in summary and f"`{result['metrics_path']}`" in summary
