@@ -59,14 +59,21 @@ class ProgressSnapshot:
         return max(self.total - self.done, 0.0) / self.rate
 
     def describe(self) -> str:
-        """`1,200/5,000 records (24.0%), 31.5 records/s, ETA 2 min 0 s`."""
-        total = "?" if self.total is None else f"{self.total:,.0f}"
-        text = f"{self.done:,.0f}/{total} {self.unit}"
+        """`1,200/5,000 records (24.0%), 31.5 records/s, ETA 2 min 1 s`; bytes in kB, MB, GB."""
+        if self.unit == "bytes":
+            total = "?" if self.total is None else format_bytes(self.total)
+            text = f"{format_bytes(self.done)}/{total}"
+        else:
+            total = "?" if self.total is None else f"{self.total:,.0f}"
+            text = f"{self.done:,.0f}/{total} {self.unit}"
         if self.fraction is not None:
             text += f" ({100 * self.fraction:.1f}%)"
         if self.rate is None:
             return text + ", rate not measured yet"
-        text += f", {_rate(self.rate)} {self.unit}/s"
+        if self.unit == "bytes":
+            text += f", {format_bytes(self.rate)}/s"
+        else:
+            text += f", {_rate(self.rate)} {self.unit}/s"
         eta = self.eta_seconds
         return text + (f", ETA {format_duration(eta)}" if eta is not None else "")
 
@@ -173,6 +180,15 @@ def format_duration(seconds: float) -> str:
         return f"{hours} h {minutes} min"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h"
+
+
+def format_bytes(size: float) -> str:
+    """`512 B`, `3.4 MB`, `1.2 GB` (powers of 1000, as the bar and cloud consoles show them)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
 
 
 def _rate(rate: float) -> str:

@@ -10,6 +10,7 @@ from delf_cli.progress import BarProgress, LogProgress
 from delf_core.download import download
 from delf_core.gldv2 import layout
 from delf_core.gldv2.mirror import MirrorServer
+from delf_core.progress import format_bytes
 from tests.bucket import FaultyHandler, make_bucket, served_bytes
 from tests.test_download import TARS, config_for
 
@@ -66,4 +67,5 @@ def test_log_lines_show_bytes_of_the_true_total(bucket, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="delf.download"):
         download(config_for(url, tmp_path / "gldv2_dataset"), LogProgress())
     total = true_total(root)
-    assert f"; {total:,}/{total:,} bytes (100.0%)" in caplog.records[-1].getMessage()
+    shown = format_bytes(total)
+    assert f"; {shown}/{shown} (100.0%)" in caplog.records[-1].getMessage()

@@ -107,12 +107,17 @@ def test_memory_stays_bounded_with_very_frequent_updates():
     assert len(tracker._samples) <= 102
     assert tracker.rate() == pytest.approx(1000.0, rel=0.01)
     assert tracker.snapshot().eta_seconds is None  # no total, no ETA
-    assert tracker.snapshot().describe().startswith("99,999/? bytes")
+    assert tracker.snapshot().describe() == "100.0 kB/?, 1.0 kB/s"
 
 
 def test_describe_shows_done_total_percent_rate_and_eta():
     text = ProgressSnapshot(1200, 5000, 31.5, "records").describe()
     assert text == "1,200/5,000 records (24.0%), 31.5 records/s, ETA 2 min 1 s"
+
+
+def test_bytes_read_as_kb_mb_gb():
+    text = ProgressSnapshot(1_200_000_000, 3_400_000_000, 76_900_000, "bytes").describe()
+    assert text == "1.2 GB/3.4 GB (35.3%), 76.9 MB/s, ETA 29 s"
 
 
 @pytest.mark.parametrize(
