@@ -167,6 +167,12 @@ class StepProgress:
             return self._bar.tasks[0].total
         return self._tracker.total if self._tracker else None
 
+    @property
+    def completed(self) -> float:
+        if self._bar is not None:
+            return self._bar.tasks[0].completed
+        return self._tracker.done if self._tracker else 0
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
