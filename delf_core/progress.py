@@ -152,11 +152,16 @@ class ProgressTracker:
             samples.popleft()
 
     def rate(self) -> float | None:
-        """Units per second over the recent window, warm-up excluded; None until known."""
+        """Units per second over the recent window, warm-up excluded; None until known.
+
+        Measured up to now, not to the last update: a step that stalls shows its rate
+        falling rather than the speed it had before.
+        """
         if len(self._samples) < 2:
             return None
-        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
-        return (d1 - d0) / (t1 - t0) if t1 > t0 else None
+        (t0, d0), (_, d1) = self._samples[0], self._samples[-1]
+        elapsed = max(self._clock(), self._samples[-1][0]) - t0
+        return (d1 - d0) / elapsed if elapsed > 0 else None
 
     def snapshot(self) -> ProgressSnapshot:
         return ProgressSnapshot(self.done, self.total, self.rate(), self.unit)

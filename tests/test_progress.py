@@ -48,6 +48,17 @@ def test_rate_follows_the_recent_window_not_the_mean():
     assert tracker.rate() == pytest.approx(10.0, rel=0.05)
 
 
+def test_a_stalled_step_shows_its_rate_falling():
+    clock = Clock()
+    tracker = ProgressTracker(100, "files", clock=clock)
+    for done in range(1, 12):
+        clock.now += 1
+        tracker.update(done)
+    assert tracker.rate() == pytest.approx(1.0)
+    clock.now += 10  # nothing arrives for 10 s
+    assert tracker.rate() == pytest.approx(0.5)
+
+
 def test_no_rate_before_two_points_after_the_warmup():
     clock = Clock()
     tracker = ProgressTracker(10, "files", clock=clock, cadence=ProgressCadence(warmup_updates=2))
