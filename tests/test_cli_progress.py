@@ -42,6 +42,23 @@ def test_the_bar_total_is_the_planned_images(mini_gldv2, tmp_path):
     assert bar.completed == planned
 
 
+def test_a_resumed_run_s_bar_starts_at_its_step_and_leaves_the_warmup_out_of_its_speed():
+    now = [0.0]
+    bar = StepProgress("train", "steps", bar=True, clock=lambda: now[0])
+    try:
+        bar(40, 100)  # restored from a checkpoint: not 40 steps of speed
+        assert (bar.completed, bar.speed) == (40, "")
+        now[0] += 120  # the first call traces the graph
+        bar(45, 100)
+        assert (bar.completed, bar.speed) == (45, "")
+        now[0] += 5
+        bar(50, 100)
+        assert (bar.completed, bar.total) == (50, 100)
+        assert bar.speed == "1.00 steps/s, 50 s left"
+    finally:
+        bar.close()
+
+
 def test_without_a_terminal_progress_goes_to_log_lines(mini_gldv2, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="delf_core.progress"):
         assert main(["build_image_dataset", *flags(mini_gldv2, tmp_path / "records")]) == 0

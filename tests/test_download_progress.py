@@ -58,6 +58,7 @@ def test_a_rerun_counts_the_files_already_there(bucket, tmp_path):
     finally:
         bar.close()
     assert bar.total == bar.completed == true_total(root)
+    assert bar.speed == ""  # files found done are no speed
     # Sizes came from the manifest: the rerun asked the server for nothing.
     assert FaultyHandler.requests == [] and FaultyHandler.heads == []
 
