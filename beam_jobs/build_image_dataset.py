@@ -7,7 +7,11 @@ original's flags as the config and every other flag as a Beam pipeline option
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+import threading
+from collections.abc import Callable, Iterator
 
 import apache_beam as beam
 import fsspec
@@ -25,10 +29,16 @@ from delf_core.build_image_dataset import (
     write_shard,
 )
 from delf_core.build_image_dataset.folder import first_stop, prepare_output, record_stop
+from delf_core.build_image_dataset.progress import ShardProgress, images_done
 from delf_core.build_image_dataset.write import StrictModeError, strict_error
 
 log = logging.getLogger(__name__)
 NAMESPACE = "build_image_dataset"
+# How often a shard writer records its count, and the launcher reads them: often enough
+# for a bar, rarely enough that polling a gs:// work folder stays cheap.
+PROGRESS_SECONDS = 5.0
+# (images done, images planned), as the job goes.
+BuildProgressCallback = Callable[[int, int], None]
 
 
 class BuildJobError(RuntimeError):
@@ -45,12 +55,18 @@ class WriteShardFn(beam.DoFn):
     """
 
     def __init__(
-        self, output_directory: str, strict: bool, work_folder: str, max_image_pixels: int
+        self,
+        output_directory: str,
+        strict: bool,
+        work_folder: str,
+        max_image_pixels: int,
+        progress_seconds: float = PROGRESS_SECONDS,
     ) -> None:
         self.output_directory = output_directory
         self.strict = strict
         self.work_folder = work_folder
         self.max_image_pixels = max_image_pixels
+        self.progress_seconds = progress_seconds
 
     def setup(self) -> None:
         self.records = beam.metrics.Metrics.counter(NAMESPACE, "records_written")
@@ -68,6 +84,7 @@ class WriteShardFn(beam.DoFn):
             return []  # another shard stopped the build
         with fsspec.open(plan_url, "rt") as handle:
             shard = ShardPlan.from_json(handle.read())
+        progress = ShardProgress(self.work_folder, shard.name, self.progress_seconds)
         try:
             result = write_shard(
                 shard,
@@ -75,16 +92,22 @@ class WriteShardFn(beam.DoFn):
                 self.strict,
                 self._count_problem,
                 self.max_image_pixels,
+                on_image=progress.image_done,
             )
         except StrictModeError as error:
             record_stop(self.work_folder, shard.name, str(error))
             return []
+        progress.flush()
         self.records.inc(result.records)
         return [result]
 
 
 def build_pipeline(
-    pipeline: beam.Pipeline, plan_urls: list[str], context_url: str, config: BuildConfig
+    pipeline: beam.Pipeline,
+    plan_urls: list[str],
+    context_url: str,
+    config: BuildConfig,
+    progress_seconds: float = PROGRESS_SECONDS,
 ) -> beam.PCollection:
     """Shard plans -> shards written in parallel -> report, relabeling and manifest.
 
@@ -98,7 +121,11 @@ def build_pipeline(
         return finalize(context_url, results, config.output_directory)
 
     write = WriteShardFn(
-        config.output_directory, config.strict, work_folder, config.max_image_pixels
+        config.output_directory,
+        config.strict,
+        work_folder,
+        config.max_image_pixels,
+        progress_seconds,
     )
     return (
         pipeline
@@ -117,8 +144,17 @@ def job_counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
     return {counter.key.metric.name: counter.committed for counter in query["counters"]}
 
 
-def run_build(config: BuildConfig, pipeline_args: list[str] | None = None) -> dict:
+def run_build(
+    config: BuildConfig,
+    pipeline_args: list[str] | None = None,
+    on_progress: BuildProgressCallback | None = None,
+    progress_seconds: float = PROGRESS_SECONDS,
+) -> dict:
     """Plans, skips when an identical build exists, else runs the job; returns the manifest.
+
+    While the job runs, `on_progress(images done, images planned)` is called about every
+    `progress_seconds` from a thread of its own (in the caller's context), with what
+    the shard writers have recorded in the work folder (see `images_done`).
 
     Before the job writes anything, the output folder is made ready (prepare_output):
     the old manifest goes first, so a build killed midway leaves no manifest at all.
@@ -133,8 +169,11 @@ def run_build(config: BuildConfig, pipeline_args: list[str] | None = None) -> di
     if config.strict and plan.problems:
         raise strict_error(plan.problems[0])
     manifest = up_to_date_manifest(config, plan.fingerprint)
+    planned = sum(len(shard.images) for shard in plan.shards)
     if manifest is not None:
         log.info("build_image_dataset: up to date in %s, nothing to do", config.output_directory)
+        if on_progress is not None:
+            on_progress(planned, planned)
         return manifest
     removed = prepare_output(config.output_directory, [shard.name for shard in plan.shards])
     if removed:
@@ -146,10 +185,11 @@ def run_build(config: BuildConfig, pipeline_args: list[str] | None = None) -> di
     plan_urls = plan.write()
     context_url = write_context(plan)
     pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or []))
-    build_pipeline(pipeline, plan_urls, context_url, config)
+    build_pipeline(pipeline, plan_urls, context_url, config, progress_seconds)
     try:
-        result = pipeline.run()
-        result.wait_until_finish()
+        with _watching(plan.work_folder(), planned, on_progress, progress_seconds):
+            result = pipeline.run()
+            result.wait_until_finish()
         stopped = first_stop(plan.work_folder())
     except Exception as error:
         _discard_partial(config.output_directory)
@@ -159,11 +199,50 @@ def run_build(config: BuildConfig, pipeline_args: list[str] | None = None) -> di
     if stopped is not None:
         _discard_partial(config.output_directory)
         raise StrictModeError(stopped)
+    if on_progress is not None:  # every planned image was written or left out
+        on_progress(planned, planned)
     log.info("build_image_dataset: job counters %s", job_counters(result))
     manifest = up_to_date_manifest(config, plan.fingerprint)
     if manifest is None:
         raise BuildJobError(f"the job finished but {config.output_directory} has no manifest")
     return manifest
+
+
+@contextlib.contextmanager
+def _watching(
+    work_folder: str,
+    planned: int,
+    on_progress: BuildProgressCallback | None,
+    every_seconds: float,
+) -> Iterator[None]:
+    """Calls `on_progress` from a thread, every `every_seconds`, while the job runs."""
+    if on_progress is None:
+        yield
+        return
+    on_progress(0, planned)
+    stop = threading.Event()
+
+    def poll() -> None:
+        # The highest count read: a retried shard starts its count over, and the job's
+        # last step removes the work folder; neither is progress lost.
+        shown = 0
+        while not stop.wait(every_seconds):
+            try:
+                shown = max(shown, images_done(work_folder))
+                on_progress(shown, planned)
+            except Exception:  # progress is for show: the job goes on without it
+                log.warning("build_image_dataset: could not read the progress", exc_info=True)
+
+    # A copy of the caller's context: its logging and run context hold in the thread.
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(poll,), name="build-progress", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _discard_partial(output_directory: str) -> None:

@@ -13,9 +13,11 @@ from prefect import flow, get_run_logger, task
 from beam_jobs.options import LOCAL_RUNNER
 from delf_core import storage
 from delf_core.build_image_dataset import BuildConfig, plan_build, up_to_date_manifest
+from delf_core.progress import format_bytes
 from flows.caching import OutputsStandCache
+from flows.progress import step_progress
 from flows.run_summary import COUNTED
-from flows.summary import MAX_LISTED, capped, format_bytes, publish_summary, size_on_disk
+from flows.summary import MAX_LISTED, capped, publish_summary, size_on_disk
 
 
 def _build_identity(inputs: dict[str, Any]) -> str:
@@ -57,7 +59,9 @@ def build_image_dataset_task(
     from beam_jobs.build_image_dataset import run_build  # Beam: only on a build
 
     started = time.monotonic()
-    manifest = run_build(config, pipeline_options)
+    manifest = run_build(
+        config, pipeline_options, on_progress=step_progress("build_image_dataset", "images")
+    )
     rows = [
         {"split": name, "records": split["records"], "shards": len(split["shards"])}
         for name, split in sorted(manifest["splits"].items())

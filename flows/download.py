@@ -8,10 +8,6 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import (
-    create_progress_artifact,
-    update_progress_artifact,
-)
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -32,10 +28,13 @@ from delf_core.download import (
     write_manifests,
 )
 from delf_core.download.manifest import SplitManifest
+from delf_core.download.sizes import planned_sizes
 from delf_core.gldv2 import layout
+from delf_core.progress import format_bytes
 from flows.caching import OutputsStandCache
+from flows.progress import RunProgress
 from flows.run_summary import COUNTED
-from flows.summary import artifact_key, capped, format_bytes, publish_summary
+from flows.summary import capped, publish_summary
 from flows.task_runners import download_task_runner
 
 # Errors that another attempt cannot fix; the rest get Prefect's retries on top of the
@@ -110,6 +109,31 @@ def download_one_tar(config: DownloadConfig, job: TarJob, expected_md5: str) -> 
     return dataclasses.asdict(download_tar(config, job, expected_md5=expected_md5))
 
 
+class _DownloadProgress:
+    """The `gldv2-download-progress` artifact: bytes of the files done, of their true total.
+
+    The total is the files' size from their records or the server (HEAD); a file counts
+    at its size when its task ends, wherever it ran.
+    """
+
+    def __init__(self, config: DownloadConfig, files: int) -> None:
+        sizes = planned_sizes(config)
+        total = None if None in sizes.values() else sum(sizes.values())
+        self._files, self._done = files, 0
+        self._progress = RunProgress("download", total, "bytes")
+        self._progress.note = f"0/{files} files"
+        self._progress.finish()
+
+    def file_finished(self, future) -> None:
+        self._done += 1
+        self._progress.note = f"{self._done}/{self._files} files"
+        future.wait()  # sets the final state: before, `state` may read a stale one
+        if future.state.is_completed():
+            self._progress.advance(future.result()["size"])
+        if self._done == self._files:
+            self._progress.finish()
+
+
 # The runner of a direct call. It cannot know the call's `max_workers`, so a flow run on
 # it fans out on a pool of its own; a runner given with `with_options` is used as is.
 _DEFAULT_RUNNER = ThreadPoolTaskRunner()
@@ -162,12 +186,9 @@ def download(config: DownloadConfig) -> dict[str, Any]:
                 "expected_md5": [digests[job.split][job.name] for job in jobs],
             },
         )
-        progress_id = create_progress_artifact(
-            0.0, key=artifact_key("download", "progress"), description="tars verified and unpacked"
-        )
-        for finished, _ in enumerate(as_completed(list(tar_futures)), start=1):
-            update_progress_artifact(progress_id, 100.0 * finished / len(jobs))
-        metadata_futures.wait()
+        progress = _DownloadProgress(config, len(metadata) + len(jobs))
+        for future in as_completed([*metadata_futures, *tar_futures]):
+            progress.file_finished(future)
     # Tasks (maybe in other processes) wrote one record per file; the summary is made here.
     write_manifests(config)
 

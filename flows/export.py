@@ -8,10 +8,11 @@ from prefect import task
 
 from delf_core.export import ExportConfig
 from delf_core.export.current import export_identity, export_if_stale, export_is_current
+from delf_core.progress import format_bytes
 from flows.caching import OutputsStandCache
 from flows.retries import unless_bad_path_or_input
 from flows.run_summary import COUNTED
-from flows.summary import format_bytes, publish_summary, size_on_disk
+from flows.summary import publish_summary, size_on_disk
 
 
 @task(

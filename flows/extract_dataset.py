@@ -29,7 +29,6 @@ from flows.extract_features import (
 )
 from flows.retries import TRANSIENT_IO_RETRIES
 from flows.run_summary import COUNTED
-from flows.summary import artifact_key
 
 
 def delg_config(model_path: str, extraction: DelgExtraction) -> DelfConfig:
@@ -113,9 +112,7 @@ def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
         output_dir,
         True,
         source,
-        on_progress=extraction_progress(
-            len(items), key=artifact_key(f"extract_{name}", "progress")
-        ),
+        on_progress=extraction_progress(len(items), f"extract_{name}"),
     )
     publish_extract_summary(f"extract_{name}", report, replaced, output_dir, config_path, started)
     return {

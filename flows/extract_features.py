@@ -8,10 +8,6 @@ import time
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import (
-    create_progress_artifact,
-    update_progress_artifact,
-)
 
 from delf_core import storage
 from delf_core.export.config import GLOBAL, LOCAL_AND_GLOBAL
@@ -27,8 +23,9 @@ from delf_core.features.record import (
 )
 from flows.caching import OutputsStandCache
 from flows.evaluation_configs import CONFIG_NAME, SEED_SCORE_THRESHOLD
+from flows.progress import RunProgress
 from flows.run_summary import COUNTED
-from flows.summary import artifact_key, capped, publish_summary
+from flows.summary import capped, publish_summary
 
 
 def _config_of(inputs: dict[str, Any]) -> DelfConfig:
@@ -89,14 +86,16 @@ def _extract_stands(inputs: dict[str, Any]) -> bool:
     )
 
 
-def extraction_progress(total: int, key: str = artifact_key("extract_features", "progress")):
-    """A Prefect progress artifact, updated about every 1% of the images."""
-    artifact_id = create_progress_artifact(0.0, key=key, description=f"images of {total} extracted")
-    every = max(1, total // 100)
+def extraction_progress(total: int, step: str = "extract_features"):
+    """An `on_progress` for extraction: the step's progress artifact, images done of `total`.
+
+    The first image (model loading, graph tracing) is left out of the rate.
+    """
+    progress = RunProgress(step, total, "images")
+    progress.finish()
 
     def update(report: ExtractReport, total: int) -> None:
-        if report.total % every == 0 or report.total == total:
-            update_progress_artifact(artifact_id, 100.0 * report.total / total)
+        progress.update(report.total)
 
     return update
 

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from delf_core import storage
 from delf_core.gldv2.mini_config import MiniDatasetConfig
+from delf_core.progress import format_bytes
 from flows.download import run_download
 from flows.guard import output_root_lease
 from flows.healing import resume_after_crash
@@ -30,7 +31,6 @@ from flows.params import (
 )
 from flows.params import train_config as train_config_of
 from flows.run_summary import RunSummary
-from flows.summary import format_bytes
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from flows.extract_dataset import (
     QUERY,
     extract_dataset_task,
 )
+from flows.progress import step_progress
 from flows.retries import TRANSIENT_IO_RETRIES
 from flows.run_summary import COUNTED
 from flows.summary import publish_summary
@@ -143,7 +144,10 @@ def perform_retrieval_task(config: RetrievalConfig) -> dict:
         seconds each stage took when it ran.
     """
     started = time.monotonic()
-    outcome = perform_retrieval_if_stale(config)
+    # Re-ranking verifies every query's top results: the slow part on GLDv2.
+    outcome = perform_retrieval_if_stale(
+        config, on_query=step_progress("perform_retrieval", "queries")
+    )
     metrics_path, text = outcome.metrics_path, outcome.text
     # As the file holds them (2 decimals), so a rerun returns the same numbers.
     summary = metrics_summary(outcome.saved)

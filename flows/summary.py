@@ -36,15 +36,6 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def format_bytes(size: float) -> str:
-    """`512 B`, `3.4 MB`, `1.2 GB` (powers of 1000, as cloud consoles show them)."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
 def size_on_disk(url: str) -> int | None:
     """Bytes of a file, or of every file under a folder (one listing); None if unreadable."""
     fs, path = storage.resolve(url.rstrip("/"))

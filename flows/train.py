@@ -2,53 +2,44 @@
 
 from __future__ import annotations
 
-import logging
 import time
-from uuid import UUID
+from collections.abc import Callable
 
 from prefect import task
-from prefect.artifacts import (
-    create_progress_artifact,
-    update_progress_artifact,
-)
 
 from delf_core.training.config import TrainConfig
-from delf_core.training.outputs import ReportCallback, TrainResult
+from delf_core.training.outputs import TrainResult
 from delf_core.training.run_record import train_identity, train_is_current, train_recorded
 from flows.caching import OutputsStandCache
+from flows.progress import RunProgress
 from flows.retries import unless_bad_input
 from flows.run_summary import COUNTED
-from flows.summary import artifact_key, format_duration, publish_summary
-
-log = logging.getLogger(__name__)
-PROGRESS_KEY = artifact_key("train", "progress")
+from flows.summary import publish_summary
 
 
-def training_progress(batch_size: int) -> ReportCallback:
-    """A `train` callback that shows the run as the progress artifact `gldv2-train-progress`.
+class TrainingProgress:
+    """The `train` task's progress artifact: steps, recent rate, ETA and the last loss.
 
-    The artifact is made at the loop's first call, at the step training starts from, so
-    a resumed run (a retried task) starts where its checkpoint left off.
+    Follows every call of the step function (`on_steps`), so the artifact moves at
+    least every 30 s or 1% of the steps, however large `report_interval` is. It starts
+    at the step training starts from, so a retried task resumes where its checkpoint
+    left off, in the same artifact.
     """
-    artifact: list[UUID] = []
 
-    def report(step: int, max_iters: int, metrics: dict[str, float]) -> None:
-        percent = 100.0 * step / max(max_iters, 1)
-        description = f"step {step}/{max_iters}"
-        if "loss/total" in metrics:
-            rate = metrics.get("global_steps_per_sec", 0.0)
-            description += f", loss {metrics['loss/total']:.4f}, {rate * batch_size:.1f} images/s"
-            if rate > 0:
-                description += f", ETA {format_duration((max_iters - step) / rate)}"
-        try:
-            if not artifact:
-                artifact.append(create_progress_artifact(percent, PROGRESS_KEY, description))
-            else:
-                update_progress_artifact(artifact[0], percent, description)
-        except Exception:  # progress is for show: a server hiccup must not stop training
-            log.warning("train: could not update the progress artifact", exc_info=True)
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._progress: RunProgress | None = None
 
-    return report
+    def steps(self, step: int, max_iters: int) -> None:
+        if self._progress is None:
+            self._progress = RunProgress("train", max_iters, "steps", done=step, clock=self._clock)
+            self._progress.finish()
+        else:
+            self._progress.update(step)
+
+    def report(self, step: int, max_iters: int, metrics: dict[str, float]) -> None:
+        if self._progress is not None and "loss/total" in metrics:
+            self._progress.note = f"loss {metrics['loss/total']:.4f}"
 
 
 def publish_train_summary(flags: TrainConfig, result: TrainResult, started: float) -> None:
@@ -94,6 +85,7 @@ def train_task(config: TrainConfig) -> dict:
     """
     started = time.monotonic()
     flags = config.debugged()  # --debug changes the batch size and the step count
-    result = train_recorded(config, on_report=training_progress(flags.batch_size))
+    progress = TrainingProgress()
+    result = train_recorded(config, on_report=progress.report, on_steps=progress.steps)
     publish_train_summary(flags, result, started)
     return {"step": result.step, "resumed_from": result.resumed_from, "metrics": result.metrics}

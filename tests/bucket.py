@@ -67,6 +67,13 @@ def make_bucket(
     return contents
 
 
+def served_bytes(root: Path, tars: dict[str, int]) -> int:
+    """What a bucket made by make_bucket serves: every CSV and tar, in bytes."""
+    paths = [root / r.bucket_path for split in layout.SPLITS for r in layout.METADATA_FILES[split]]
+    paths += [root / layout.tar_bucket_path(s, i) for s, n in tars.items() for i in range(n)]
+    return sum(path.stat().st_size for path in paths)
+
+
 class FaultyHandler(MirrorHandler):
     """A mirror handler that follows a per-path script of faults, one per request.
 
@@ -85,6 +92,7 @@ class FaultyHandler(MirrorHandler):
 
     faults: dict[str, list[str]] = {}
     requests: list[tuple[str, str | None]] = []
+    heads: list[str] = []  # paths asked for with HEAD (their size), kept apart from GETs
     lock = threading.Lock()
     changed = threading.Condition(lock)
     in_flight = 0
@@ -96,8 +104,14 @@ class FaultyHandler(MirrorHandler):
     def reset(cls, faults: dict[str, list[str]] | None = None) -> None:
         cls.faults = defaultdict(list, {k: list(v) for k, v in (faults or {}).items()})
         cls.requests = []
+        cls.heads = []
         cls.in_flight = cls.max_in_flight = 0
         cls.tars_in_flight = cls.max_tars_in_flight = 0
+
+    def do_HEAD(self) -> None:
+        with FaultyHandler.lock:
+            FaultyHandler.heads.append(self.path.lstrip("/"))
+        super().do_HEAD()
 
     def do_GET(self) -> None:
         path = self.path.lstrip("/")

@@ -21,9 +21,10 @@ from delf_core import step_config
 from delf_core.download import DownloadConfig
 from delf_core.gldv2 import layout
 from delf_core.gldv2.mirror import MirrorServer
+from delf_core.progress import format_bytes
 from flows.download import download, run_download
 from flows.task_runners import download_task_runner
-from tests.bucket import FaultyHandler, make_bucket, tar_requests, write_md5
+from tests.bucket import FaultyHandler, make_bucket, served_bytes, tar_requests, write_md5
 from tests.prefect_runs import task_runs
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,7 @@ def assert_downloaded(out, contents) -> None:
 
 
 def test_flow_downloads_everything_and_later_runs_are_cached(prefect_harness, mirror, tmp_path):
-    _, url, contents = mirror
+    root, url, contents = mirror
     out = tmp_path / "out"
 
     first = run_flow(url, out)
@@ -95,6 +96,13 @@ def test_flow_downloads_everything_and_later_runs_are_cached(prefect_harness, mi
     assert summary["images"] == 12 and summary["tars"] == 4
     assert_downloaded(out, contents)
     assert len(tar_requests()) == 4
+    progress = artifact(first, "gldv2-download-progress")
+    total = served_bytes(root, {"train": 2, "index": 1, "test": 1})
+    assert progress.data == 100.0
+    shown = format_bytes(total)
+    assert progress.description.startswith(f"{shown}/{shown} (100.0%)")
+    files = sum(len(layout.METADATA_FILES[split]) for split in layout.SPLITS) + 4
+    assert progress.description.endswith(f"; {files}/{files} files")
 
     FaultyHandler.reset()
     second = run_flow(url, out)

@@ -92,6 +92,7 @@ def test_a_rerun_is_cached_and_a_deleted_feature_file_is_extracted_again(
     # One artifact per step, all keyed gldv2-<step>.
     steps = ("export-local-model", "extract-features", "extract-features-progress", "match-images")
     assert set(shown) == {f"gldv2-{step}" for step in steps}
+    assert shown["gldv2-extract-features-progress"] == 100.0
     export_summary = shown["gldv2-export-local-model"]
     assert f"| path | `{export}` |" in export_summary and "| exported | yes |" in export_summary
     assert "| size on disk | " in export_summary and "| duration | " in export_summary

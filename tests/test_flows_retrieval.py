@@ -65,6 +65,8 @@ def test_retrieval_is_evaluated_cached_and_redone_for_a_deleted_index_file(
     summary = shown["gldv2-perform-retrieval"]
     assert "```\nhard\n  mAP=nan" in summary
     assert "| protocol | mAP | mP@1 |" in summary and "mP@10" in summary
+    progress = ("extract-index", "extract-queries", "perform-retrieval")
+    assert [shown[f"gldv2-{step}-progress"] for step in progress] == [100.0] * 3
     assert f"| mAP medium (%) | {100 * result['mean_average_precision']['medium']:.2f} |" in summary
     assert "| mAP hard (%) | n/a |" in summary and f"`{result['metrics_path']}`" in summary
     assert "| images extracted | 24 |" in shown["gldv2-extract-index"]

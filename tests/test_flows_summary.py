@@ -11,9 +11,12 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from delf_core.training.config import TrainConfig
 from delf_core.training.outputs import TrainResult
+from flows.progress import progress_key
 from flows.run_summary import COUNTED, RunSummary
 from flows.summary import artifact_key, capped, format_duration, publish_summary
-from flows.train import PROGRESS_KEY, publish_train_summary, training_progress
+from flows.train import TrainingProgress, publish_train_summary
+
+PROGRESS_KEY = progress_key("train")
 
 
 def latest_artifact(key: str):
@@ -63,20 +66,31 @@ def test_publish_summary_shows_title_facts_duration_table_and_notes(prefect_harn
     assert markdown.rstrip().endswith("- failed: `x`: bad jpeg")
 
 
-def test_training_progress_starts_at_the_resumed_step_and_shows_loss_and_eta(prefect_harness):
+def test_training_progress_starts_at_the_resumed_step_and_shows_rate_eta_and_loss(
+    prefect_harness,
+):
+    now = [0.0]
+
     @flow
     def resumed_training() -> None:
-        report = training_progress(batch_size=4)
-        report(40, 100, {})  # the loop's first call: the step restored from the checkpoint
+        progress = TrainingProgress(clock=lambda: now[0])
+        # The loop's first calls: the step restored from the checkpoint, no metrics yet.
+        progress.report(40, 100, {})
+        progress.steps(40, 100)
         started = latest_artifact(PROGRESS_KEY)
-        assert (started.data, started.description) == (40.0, "step 40/100")
-        report(50, 100, {"loss/total": 1.23456, "global_steps_per_sec": 2.0})
+        assert started.data == 40.0
+        assert started.description == "40/100 steps (40.0%), rate not measured yet"
+        now[0] += 120  # the first call traces the graph: left out of the rate
+        progress.steps(45, 100)
+        now[0] += 5
+        progress.report(50, 100, {"loss/total": 1.23456, "global_steps_per_sec": 1.0})
+        progress.steps(50, 100)
 
     resumed_training()
 
     progress = latest_artifact(PROGRESS_KEY)
     assert progress.data == 50.0
-    assert progress.description == "step 50/100, loss 1.2346, 8.0 images/s, ETA 25.0 s"
+    assert progress.description == "50/100 steps (50.0%), 1.0 steps/s, ETA 50 s; loss 1.2346"
 
 
 def test_train_summary_names_steps_rate_logdir_and_metrics(prefect_harness):

@@ -94,10 +94,19 @@ def test_parallel_reranking_equals_one_process():
         ranks, similarities, junk, queries, load, RerankConfig(num_to_rerank=5, num_workers=1)
     )
     assert sorted(loads) == sorted(set(loads)), "each index image is read once"
+    verified = []
     parallel = rerank_by_geometric_verification(
-        ranks, similarities, junk, queries, load, RerankConfig(num_to_rerank=5, num_workers=2)
+        ranks,
+        similarities,
+        junk,
+        queries,
+        load,
+        RerankConfig(num_to_rerank=5, num_workers=2),
+        on_query=lambda done, total: verified.append((done, total)),
     )
     np.testing.assert_array_equal(serial["medium"], parallel["medium"])
+    # Progress is told as each query's verification comes back, from none to all.
+    assert verified == [(done, 4) for done in range(5)]
 
 
 def test_rank_by_similarity_is_descending_dot_product():

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import tempfile
 import uuid
+from collections.abc import Callable
 
 import fsspec
 
@@ -42,6 +43,7 @@ def write_shard(
     strict: bool = False,
     on_problem=None,
     max_image_pixels: int = images.DEFAULT_MAX_PIXELS,
+    on_image: Callable[[], None] | None = None,
 ) -> ShardResult:
     """Writes `shard` to `<output_directory>/<prefix>-NNNNN-of-NNNNN`.
 
@@ -52,6 +54,7 @@ def write_shard(
     Args:
       on_problem: called with each problem as it is found (for metrics).
       max_image_pixels: images whose header claims more pixels are left out undecoded.
+      on_image: called after each image, written or left out (for progress).
 
     Raises:
       StrictModeError: with `strict`, at the first image with any problem.
@@ -74,13 +77,14 @@ def write_shard(
                     problems.append(problem)
                     if on_problem:
                         on_problem(problem)
-                if checked is None:
-                    continue
-                example = records.make_example(
-                    image.image_id, checked.encoded, checked.height, checked.width, image.label
-                )
-                writer.write(example)
-                written += 1
+                if checked is not None:
+                    example = records.make_example(
+                        image.image_id, checked.encoded, checked.height, checked.width, image.label
+                    )
+                    writer.write(example)
+                    written += 1
+                if on_image:
+                    on_image()
         _publish(fs, local_tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -108,13 +108,27 @@ class ProgressListener(Protocol):
 
     def files_planned(self, count: int) -> None: ...
 
+    def bytes_planned(self, total: int | None) -> None:
+        """The bytes of every planned file (None when a server gives no size)."""
+
     def bytes_received(self, count: int) -> None: ...
+
+    def bytes_settled(self, count: int) -> None:
+        """Once a file is done: what makes its bytes count as its size, i.e. bytes that
+        were there already (a file done before, a resumed part) or, when negative,
+        bytes received twice (an attempt that started over)."""
 
     def file_finished(self, outcome: FileOutcome) -> None: ...
 
 
 class SilentProgress:
     def files_planned(self, count: int) -> None:
+        pass
+
+    def bytes_planned(self, total: int | None) -> None:
+        pass
+
+    def bytes_settled(self, count: int) -> None:
         pass
 
     def bytes_received(self, count: int) -> None:

@@ -32,6 +32,7 @@ from delf_core.download.errors import ChecksumMismatchError, DownloadError
 from delf_core.download.fetch import fetch_file, md5_of_file
 from delf_core.download.manifest import SplitManifest
 from delf_core.download.members import UnpackResult, shown
+from delf_core.download.sizes import planned_sizes
 from delf_core.download.stream_untar import StreamingUnpacker
 from delf_core.download.untar import unpack_tar
 from delf_core.gldv2 import layout
@@ -329,25 +330,31 @@ def download(config: DownloadConfig, progress: ProgressListener | None = None) -
     config.validate()
     listener = progress or SilentProgress()
     work = [
-        (
-            split,
-            remote.name,
-            functools.partial(download_metadata_file, config, split, remote, listener),
-        )
+        (split, remote.name, functools.partial(download_metadata_file, config, split, remote))
         for split in layout.SPLITS
         for remote in layout.METADATA_FILES[split]
     ]
     work += [
-        (job.split, job.name, functools.partial(download_tar, config, job, listener))
+        (job.split, job.name, functools.partial(download_tar, config, job))
         for job in plan_jobs(config)
     ]
     listener.files_planned(len(work))
+    sizes = planned_sizes(config)
+    unknown = [f"{split}/{name}" for (split, name), size in sizes.items() if size is None]
+    if unknown:
+        log.info("no size for %d files (such as %s): no byte total", len(unknown), unknown[0])
+    listener.bytes_planned(None if unknown else sum(sizes.values()))
     outcomes = []
     with concurrent.futures.ThreadPoolExecutor(config.max_workers) as pool:
-        futures = {pool.submit(_guarded, split, name, fn): None for split, name, fn in work}
+        futures = {}
+        for split, name, fn in work:
+            counter = _CountingListener(listener)
+            futures[pool.submit(_guarded, split, name, functools.partial(fn, counter))] = counter
         for future in concurrent.futures.as_completed(futures):
             outcome = future.result()
             outcomes.append(outcome)
+            if outcome.status != "failed":
+                listener.bytes_settled(outcome.size - futures[future].received)
             listener.file_finished(outcome)
     order = {split: i for i, split in enumerate(layout.SPLITS)}
     outcomes.sort(key=lambda o: (order[o.split], o.name))
@@ -364,6 +371,18 @@ def write_manifests(config: DownloadConfig) -> None:
         fs, split_dir = _split_dir(config, split)
         if fs.exists(split_dir):
             SplitManifest(fs, split_dir, split).write_summary(config.base_url)
+
+
+class _CountingListener(SilentProgress):
+    """Passes one file's bytes on, counting them: the bar settles each file at its size."""
+
+    def __init__(self, listener: ProgressListener) -> None:
+        self._listener = listener
+        self.received = 0
+
+    def bytes_received(self, count: int) -> None:
+        self.received += count
+        self._listener.bytes_received(count)
 
 
 def _guarded(split: str, name: str, fn: Callable[[], FileOutcome]) -> FileOutcome:

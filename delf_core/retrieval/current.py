@@ -19,6 +19,7 @@ from delf_core.retrieval.perform import (
     RetrievalResult,
     perform_retrieval,
 )
+from delf_core.retrieval.rerank import QueryProgress
 
 # Written beside metrics.txt, last: what the metrics were computed from.
 MANIFEST_NAME = "perform_retrieval_manifest.json"
@@ -81,11 +82,14 @@ def retrieval_is_current(config: RetrievalConfig) -> bool:
     return manifest.get("computed_from") == computed_from(config)
 
 
-def perform_retrieval_if_stale(config: RetrievalConfig) -> RetrievalOutcome:
+def perform_retrieval_if_stale(
+    config: RetrievalConfig, on_query: QueryProgress | None = None
+) -> RetrievalOutcome:
     """Performs retrieval unless metrics.txt is current; then writes its manifest, last.
 
     Args:
         config: The flags of `delf perform_retrieval`.
+        on_query: See `perform_retrieval`.
 
     Returns:
         What was done, and the metrics as metrics.txt holds them.
@@ -97,7 +101,7 @@ def perform_retrieval_if_stale(config: RetrievalConfig) -> RetrievalOutcome:
     result = None
     if not retrieval_is_current(config):
         inputs = computed_from(config)
-        result = perform_retrieval(config)
+        result = perform_retrieval(config, on_query)
         # Last, so that it never vouches for a metrics.txt that is not all there.
         manifests.write_json(
             storage.join(config.output_dir, MANIFEST_NAME),

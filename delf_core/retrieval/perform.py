@@ -10,7 +10,11 @@ import numpy as np
 
 from delf_core import storage
 from delf_core.retrieval import metrics
-from delf_core.retrieval.rerank import RerankConfig, rerank_by_geometric_verification
+from delf_core.retrieval.rerank import (
+    QueryProgress,
+    RerankConfig,
+    rerank_by_geometric_verification,
+)
 from delf_core.retrieval.search import (
     descriptor_dim,
     global_descriptors,
@@ -73,11 +77,14 @@ class RetrievalResult:
     timings: dict[str, float]
 
 
-def perform_retrieval(config: RetrievalConfig) -> RetrievalResult:
+def perform_retrieval(
+    config: RetrievalConfig, on_query: QueryProgress | None = None
+) -> RetrievalResult:
     """Ranks the index for every query and writes `<output_dir>/metrics.txt`.
 
     Args:
         config: The flags.
+        on_query: Called with (queries verified, queries) while re-ranking.
 
     Returns:
         The metrics, as written, and the seconds each stage took.
@@ -113,6 +120,7 @@ def perform_retrieval(config: RetrievalConfig) -> RetrievalResult:
             query_features,
             local_features_reader(config.index_features_dir, dataset.index_list, dim),
             config.rerank_config(),
+            on_query,
         )
         timings["rerank_s"] = time.perf_counter() - started
         for protocol in PROTOCOLS:

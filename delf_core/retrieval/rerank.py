@@ -104,6 +104,10 @@ def _pool(workers: int):
     return ThreadPoolExecutor(1)
 
 
+# (queries verified, queries): how a caller follows the re-ranking.
+QueryProgress = Callable[[int, int], None]
+
+
 def rerank_by_geometric_verification(
     ranks: np.ndarray,
     similarities: np.ndarray,
@@ -111,6 +115,7 @@ def rerank_by_geometric_verification(
     query_features: Sequence[LocalFeatures],
     load_index_features: Callable[[int], LocalFeatures],
     config: RerankConfig,
+    on_query: QueryProgress | None = None,
 ) -> dict[str, np.ndarray]:
     """Re-ranks every query's top results for each protocol by their inlier counts.
 
@@ -125,6 +130,7 @@ def rerank_by_geometric_verification(
         query_features: Each query's local features.
         load_index_features: Reads one index image's local features by id.
         config: Verification settings.
+        on_query: Called with (queries verified, queries) after each query.
 
     Returns:
         Per protocol, the [Q, N] re-ranked index ids.
@@ -147,9 +153,13 @@ def rerank_by_geometric_verification(
     tasks = [(q, np.array(sorted(ids), np.int64)) for q, ids in wanted.items() if ids]
     inliers: dict[int, dict[int, int]] = {q: {} for q in range(len(ranks))}
     try:
+        if on_query is not None:
+            on_query(0, len(tasks))
         with _pool(workers) as pool:
-            for q, counts in pool.map(_verify_query, tasks):
+            for done, (q, counts) in enumerate(pool.map(_verify_query, tasks), start=1):
                 inliers[q] = dict(zip(sorted(wanted[q]), counts, strict=True))
+                if on_query is not None:
+                    on_query(done, len(tasks))
     finally:
         _SHARED.clear()
     return {

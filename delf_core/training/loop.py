@@ -17,6 +17,7 @@ import tensorflow as tf
 from delf_core import __version__, storage
 from delf_core.input_pipeline import create_dataset
 from delf_core.model import load_imagenet_weights
+from delf_core.progress import ProgressTracker, format_duration
 from delf_core.training import summaries
 from delf_core.training.config import TrainConfig
 from delf_core.training.data_checks import (
@@ -31,6 +32,7 @@ from delf_core.training.outputs import (
     MANIFEST_NAME,
     WEIGHTS_NAME,
     ReportCallback,
+    StepsCallback,
     TrainResult,
 )
 from delf_core.training.schedule import linear_decay
@@ -44,7 +46,11 @@ class LabelOutOfRangeError(ValueError):
     """A record's label is not in [0, num_classes)."""
 
 
-def train(config: TrainConfig, on_report: ReportCallback | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    on_report: ReportCallback | None = None,
+    on_steps: StepsCallback | None = None,
+) -> TrainResult:
     """Trains until `max_iters`, resuming from the latest checkpoint in `logdir`.
 
     Resume order: (1) build the model and optimizer, (2) restore the latest checkpoint
@@ -57,7 +63,10 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
       on_report: Called on the chief with (step, max_iters, metrics): once before the
         first step with the step training starts from and no metrics, then at every
         report with the metrics logged (losses, accuracies, learning_rate,
-        global_steps_per_sec).
+        global_steps_per_sec, over the recent steps).
+      on_steps: Called on the chief with (step, max_iters): once before the first step,
+        then after every call of the step function (every `steps_per_loop` steps or
+        fewer).
 
     Raises:
       ValueError: for a bad flag.
@@ -140,11 +149,16 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
     writer = summaries.writer(config.logdir, cluster.is_chief)
     step = resumed_from
     began, began_step = time.monotonic(), step
+    # The rate over recent steps, the first call (graph tracing) left out.
+    progress = ProgressTracker(config.max_iters, "steps", done=step)
     metrics: dict[str, float] = {}
     history: list[dict[str, float]] = []
     report = on_report if cluster.is_chief else None
+    steps_done = on_steps if cluster.is_chief else None
     if report is not None:
         report(step, config.max_iters, {})
+    if steps_done is not None:
+        steps_done(step, config.max_iters)
     while step < config.max_iters:
         try:
             values = train_steps(iterator, tf.constant(_steps_to_run(step, config)))
@@ -158,10 +172,14 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
         except tf.errors.DataLossError as error:
             _raise_read_error("train_file_pattern", config.train_file_pattern, error)
         step = int(optimizer.iterations.numpy())
+        progress.update(step)
+        if steps_done is not None:
+            steps_done(step, config.max_iters)
         if step % config.report_interval == 0 or step == config.max_iters:
             metrics = {name: float(value) for name, value in values.items()}
-            elapsed = time.monotonic() - began
-            rate = (step - began_step) / max(elapsed, 1e-9)
+            rate = progress.rate()
+            if rate is None:  # too few calls yet for a recent rate: the mean so far
+                rate = (step - began_step) / max(time.monotonic() - began, 1e-9)
             metrics["learning_rate"] = float(
                 linear_decay(config.initial_lr, config.max_iters)(step)
             )
@@ -173,7 +191,7 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
             summaries.write_step(writer, step, metrics, model, images)
             log.info(
                 "train: step %d/%d loss %.4f desc acc %.3f attn acc %.3f lr %.5f; %.2f steps/s, "
-                "%.1f images/s, ETA %.0f s",
+                "%.1f images/s, ETA %s",
                 step,
                 config.max_iters,
                 metrics["loss/total"],
@@ -182,7 +200,7 @@ def train(config: TrainConfig, on_report: ReportCallback | None = None) -> Train
                 metrics["learning_rate"],
                 rate,
                 rate * global_batch,
-                (config.max_iters - step) / max(rate, 1e-9),
+                format_duration((config.max_iters - step) / max(rate, 1e-9)),
             )
             history.append({"step": step, **metrics})
             if report is not None:

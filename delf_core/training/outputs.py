@@ -14,6 +14,9 @@ MANIFEST_NAME = "train_manifest.json"
 
 # (step, max_iters, metrics): how a caller (the Prefect task) follows a run's progress.
 ReportCallback = Callable[[int, int, dict[str, float]], None]
+# (step, max_iters): called after every call of the step function, cheap and frequent,
+# so a caller can show progress on a cadence of its own, whatever `report_interval` is.
+StepsCallback = Callable[[int, int], None]
 
 
 @dataclasses.dataclass(frozen=True)

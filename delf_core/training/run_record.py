@@ -15,7 +15,7 @@ import uuid
 from delf_core import manifests, storage
 from delf_core.build_image_dataset.report import MANIFEST_NAME as BUILD_MANIFEST_NAME
 from delf_core.training.config import TrainConfig
-from delf_core.training.outputs import MANIFEST_NAME, ReportCallback, TrainResult
+from delf_core.training.outputs import MANIFEST_NAME, ReportCallback, StepsCallback, TrainResult
 
 log = logging.getLogger(__name__)
 # Written in the logdir when a run starts: which data it trains on, and a token of the
@@ -99,12 +99,17 @@ def _start_run_of_worker(logdir: str, data: str | None) -> None:
         start_run(logdir, data)
 
 
-def train_recorded(config: TrainConfig, on_report: ReportCallback | None = None) -> TrainResult:
+def train_recorded(
+    config: TrainConfig,
+    on_report: ReportCallback | None = None,
+    on_steps: StepsCallback | None = None,
+) -> TrainResult:
     """Records the run (setting aside a logdir of other data), then trains or resumes.
 
     Args:
         config: The training flags.
         on_report: See `delf_core.training.loop.train`.
+        on_steps: See `delf_core.training.loop.train`.
 
     Returns:
         The run's result; `already_done` when the logdir was at `max_iters` already.
@@ -121,4 +126,4 @@ def train_recorded(config: TrainConfig, on_report: ReportCallback | None = None)
         _start_run_of_worker(config.logdir, data)
     else:
         start_run(config.logdir, data)
-    return train(config, on_report=on_report)
+    return train(config, on_report=on_report, on_steps=on_steps)
