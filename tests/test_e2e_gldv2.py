@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from prefect.client.orchestration import get_client
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # A DELG model of two steps on 64 px images; two scales rather than seven for retrieval.
 # Attention of so young a model sits near softplus(0) = 0.69: the seed's thresholds
-# (100 and 175) would keep no feature.
+# (100 and 175) would keep no feature. Deterministic, as the gldv2-mini deployment.
 TINY_TRAIN = {
     "delg_global_features": True,
     "batch_size": 4,
@@ -36,6 +37,7 @@ TINY_TRAIN = {
     "image_size": 64,
     "dataset_version": "manifest",
     "num_eval_batches": 1,
+    "deterministic": True,
 }
 SMALL_EVALUATE = {
     "score_threshold": 0.5,
@@ -139,6 +141,42 @@ def test_the_whole_flow_completes_and_every_output_is_valid(first_run):
     # Its export is check_model's, from cache; its figures are the mAPs.
     assert "| perform_retrieval | Completed | ran 4, cached 1 |" in run, run
     assert "medium mAP " in run
+
+
+def _files(root: Path, pattern: str) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.glob(pattern))}
+
+
+def test_a_second_run_elsewhere_redoes_every_step_and_gives_the_same_figures(first_run, tmp_path):
+    root, params, state = first_run
+    assert state.is_completed()
+
+    again = gldv2(**{**params, "output_root": str(tmp_path)}, return_state=True)
+    assert again.is_completed(), again.message
+    states = step_states(again.state_details.flow_run_id)
+    assert {step: states.get(step) for step in STEPS} == dict.fromkeys(STEPS, "Completed")
+    # Each step's output, from the records to the metrics, is the same bytes.
+    for pattern in (
+        "gldv2_dataset/tfrecord/*-of-*",
+        "data/gldv2_features/*/**/*.delg_*",
+        "data/features/*.delf",
+        "results/gldv2/metrics.txt",
+    ):
+        first, second = _files(root, pattern), _files(tmp_path, pattern)
+        assert first and first.keys() == second.keys(), pattern
+        assert [name for name in first if first[name] != second[name]] == [], pattern
+    weights = [
+        tf.train.load_checkpoint(str(r / "gldv2_training" / "delf_weights"))
+        for r in (root, tmp_path)
+    ]
+    for name in sorted(weights[0].get_variable_to_shape_map()):
+        assert np.array_equal(weights[0].get_tensor(name), weights[1].get_tensor(name)), name
+    first_result, second_result = state.result(), again.result()
+    assert first_result["check_model"]["num_inliers"] == second_result["check_model"]["num_inliers"]
+    assert (
+        first_result["retrieval"]["mean_average_precision"]
+        == second_result["retrieval"]["mean_average_precision"]
+    )
 
 
 def test_a_rerun_is_cached_and_a_deleted_output_reruns_its_step_and_later_ones(first_run):

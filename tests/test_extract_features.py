@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from delf_core.features import (
     parse_delf_config,
     write_delf_config,
 )
+from delf_core.features.extract import ImageItem, extract_images
 from delf_core.features.extract_job import MANIFEST_NAME, REPORT_NAME
 from delf_core.features.extractor import Extractor
 from delf_core.features.presets import seed_delf_config
@@ -133,6 +135,31 @@ def test_global_descriptor_sums_normalised_scales(exports):
     np.testing.assert_allclose(features.global_descriptor, expected, rtol=1e-4, atol=1e-6)
     # 5x4 + 3x2 + 10x8 cells over the three scales, capped at 50.
     assert features.local.descriptors.shape == (50, 128)
+
+
+def test_the_same_weights_exported_again_give_byte_identical_features(exports, tmp_path):
+    """What a rerun of the flow does: a new export of the weights, then extraction."""
+    weights = str(Path(exports["local_and_global"]).parent / "delf_weights")
+    again = export_model(
+        ExportConfig.for_kind(
+            "local_and_global", ckpt_path=weights, export_path=str(tmp_path / "again")
+        )
+    )
+    for name, seed in (("a", 3), ("b", 4), ("c", 5)):
+        Image.fromarray(_image(150, 120, seed)).save(tmp_path / f"{name}.jpg")
+    items = [ImageItem(name, str(tmp_path / f"{name}.jpg")) for name in ("a", "b", "c")]
+    extra = (
+        "use_global_features: true delf_global_config { use_pca: false "
+        "image_scales_ind: 0 image_scales_ind: 1 image_scales_ind: 2 }"
+    )
+    outputs = []
+    for run, model_path in (("first", exports["local_and_global"]), ("second", again)):
+        extractor = Extractor(_config(model_path, scales=(0.5, 1.0, 2.0), extra=extra))
+        report = extract_images(extractor, items, str(tmp_path / run), delg_form=True)
+        assert report.extracted == 3
+        outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / run).iterdir())})
+    assert len(outputs[0]) == 6
+    assert outputs[0] == outputs[1]
 
 
 def test_too_small_images_give_empty_features(exports):

@@ -31,8 +31,10 @@ def test_each_deployment_gives_valid_parameters(name):
         assert (groups["download"].num_train, groups["download"].num_index) == (500, 100)
         assert groups["download"].num_test == 20 and config.max_iters == 500000
         assert parameters["max_crash_resumes"] == 3 and parameters["notify_block"] is None
+        assert not config.deterministic  # the faster input pipeline and kernels
     else:
         assert groups["download"].mini_mirror and config.max_iters == 2
+        assert config.deterministic  # the same metrics on every run
 
 
 def test_overrides_replace_a_group_and_keep_strings():

@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.framework.config import is_op_determinism_enabled
 
 from delf_cli.main import parse_args
 from delf_core.training.config import NUM_CLASSES, TrainConfig
@@ -117,6 +119,35 @@ def test_delg_with_autoencoder_writes_checkpoints_weights_and_summaries(records,
 
     again = train(tiny(records, logdir, delg_global_features=True))
     assert again.already_done and again.step == 4
+
+
+def _weights(logdir) -> dict:
+    reader = tf.train.load_checkpoint(str(logdir / "delf_weights"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def test_deterministic_runs_of_one_seed_train_the_same_weights(records, tmp_path):
+    # Two shards read in parallel, crops and a shuffle: what --deterministic must order.
+    results, weights = [], []
+    for run in ("a", "b"):
+        logdir = tmp_path / run
+        results.append(
+            train(tiny(records, logdir, max_iters=3, delg_global_features=True, deterministic=True))
+        )
+        weights.append(_weights(logdir))
+
+    assert not is_op_determinism_enabled()  # put back for the steps after training
+    assert weights[0].keys() == weights[1].keys()
+    floats = [
+        name for name, value in weights[0].items() if getattr(value, "dtype", None) == "float32"
+    ]
+    assert len(floats) > 300
+    for name in floats:
+        np.testing.assert_array_equal(weights[0][name], weights[1][name], err_msg=name)
+    # Every figure but the rate.
+    for history in zip(results[0].history, results[1].history, strict=True):
+        a, b = ({k: v for k, v in h.items() if k != "global_steps_per_sec"} for h in history)
+        assert a == b
 
 
 def test_several_steps_per_call_still_stop_at_every_report_and_save(records, tmp_path):

@@ -63,12 +63,14 @@ class CosineClassifier(layers.Layer):
         self.num_classes = int(num_classes)
         self.scale_factor_init = float(scale_factor_init)
         self.arcface_margin = float(arcface_margin)
+        # Named after its weight, as Keras layers do, so that it can be reseeded.
+        self.cosine_weights_initializer = keras.initializers.GlorotUniform()
 
     def build(self, input_shape):
         self.cosine_weights = self.add_weight(
             name="cosine_weights",
             shape=(input_shape[-1], self.num_classes),
-            initializer="glorot_uniform",
+            initializer=self.cosine_weights_initializer,
             trainable=True,
         )
         self.scale_factor = self.add_weight(

@@ -36,7 +36,11 @@ class TrainConfig:
     )
     num_classes: int | None = option(None, "class count; overrides --dataset_version", minimum=2)
     seed: int = option(0, "seed of the initial weights, data order and crops")
-    deterministic: bool = option(False, "the same seed gives the same batches (a little slower)")
+    deterministic: bool = option(
+        False,
+        "the same seed gives the same batches and weights: ordered input, deterministic "
+        "TensorFlow kernels (slower, most of all on GPUs)",
+    )
     initial_lr: float = option(0.01, "learning rate at step 0, decays linearly to 0", above=0)
     batch_size: int = option(32, "global batch size", minimum=1)
     max_iters: int = option(500000, "training steps", minimum=1)

@@ -26,6 +26,7 @@ from delf_core.training.data_checks import (
     read_error,
     resolve_num_classes,
 )
+from delf_core.training.determinism import op_determinism
 from delf_core.training.distribute import make_cluster
 from delf_core.training.outputs import (
     CHECKPOINT_DIR,
@@ -76,6 +77,11 @@ def train(
     """
     config = config.debugged()
     config.validate()
+    with op_determinism(config.deterministic):
+        return _train(config, on_report)
+
+
+def _train(config: TrainConfig, on_report: ReportCallback | None) -> TrainResult:
     # Before any TensorFlow op: a multi-worker strategy must be made first.
     cluster = make_cluster()
     strategy = cluster.strategy

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from delf_core.model import DelfModel, ModelConfig, create_model
+from delf_core.model.initial_weights import seed_initial_weights
 from delf_core.training.config import TrainConfig
 from delf_core.training.losses import compute_losses, correct_predictions
 from delf_core.training.schedule import linear_decay
@@ -30,6 +31,7 @@ def build_model_and_optimizer(
     with strategy.scope():
         model = create_model(variant, **model_overrides(config, num_classes))
         model.build_for(config.image_size)
+        seed_initial_weights(model, config.seed)
         optimizer = keras.optimizers.SGD(
             learning_rate=linear_decay(config.initial_lr, config.max_iters), momentum=0.9
         )
