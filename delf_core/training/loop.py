@@ -78,10 +78,12 @@ def train(
     config = config.debugged()
     config.validate()
     with op_determinism(config.deterministic):
-        return _train(config, on_report)
+        return _train(config, on_report, on_steps)
 
 
-def _train(config: TrainConfig, on_report: ReportCallback | None) -> TrainResult:
+def _train(
+    config: TrainConfig, on_report: ReportCallback | None, on_steps: StepsCallback | None
+) -> TrainResult:
     # Before any TensorFlow op: a multi-worker strategy must be made first.
     cluster = make_cluster()
     strategy = cluster.strategy
