@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the server and worker helpers the e2e tests use
+
+from tests.server_process import prefect, prefect_server, process_worker  # noqa: E402
+
 BIN = Path(sys.executable).parent
 # The empty flow of the bounds, as a file a deployment can name.
 EMPTY_FLOW = """
@@ -52,39 +55,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server_timeout", type=float, default=300, help="seconds to start")
     parser.add_argument("--run_timeout", type=float, default=1800, help="seconds per flow run")
     parser.add_argument("--workdir", default=None, help="where to make the run's folder")
-    parser.add_argument("--keep", action="store_true", help="leave that folder in place")
     return parser.parse_args(argv)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_health(api_url: str, server: subprocess.Popen, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"prefect server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    sys.exit(f"prefect server not healthy within {seconds:.0f} s (--server_timeout)")
-
-
-def check(command: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+def check(command: list[str], env: dict, timeout: float) -> None:
     done = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return done
 
 
 def first_task_seconds(command: list[str], env: dict, timeout: float) -> float:
@@ -113,81 +92,48 @@ def deployment_run_seconds(name: str, parameters: dict, timeout: float) -> float
     return (flow_run.end_time - flow_run.created).total_seconds()
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-flow-start-", dir=args.workdir))
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(workdir / "prefect_home"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    os.environ.update({k: env[k] for k in ("PREFECT_HOME", "PREFECT_API_URL")})
-    prefect = str(BIN / "prefect")
-    server_log = (workdir / "server.log").open("w")
-    server = subprocess.Popen(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=server_log,
-        stderr=subprocess.STDOUT,
-    )
-    worker = None
-    try:
-        wait_for_health(env["PREFECT_API_URL"], server, args.server_timeout)
-        output_root = str(workdir / "gldv2_mini")
-        delf = [str(BIN / "delf"), "gldv2", "--param", f"output_root={output_root}"]
-        began = time.monotonic()
-        first = first_task_seconds(delf, env, args.run_timeout)
-        print(f"mini_first_run_s {time.monotonic() - began:.1f}  (fills the cache; not counted)")
-        (workdir / "empty_flow.py").write_text(EMPTY_FLOW)
-        empty = [sys.executable, str(workdir / "empty_flow.py")]
-        firsts = [first] + [first_task_seconds(delf, env, args.run_timeout)
-                            for _ in range(args.repeats - 1)]  # fmt: skip
-        bounds = [first_task_seconds(empty, env, args.run_timeout) for _ in range(args.repeats)]
-        print(f"first_task_s {median(firsts):.1f}  (runs: {', '.join(f'{s:.1f}' for s in firsts)})")
-        print(f"bound_empty_flow_first_task_s {median(bounds):.1f}")
-        print(f"first_task_ratio_to_bound {median(firsts) / median(bounds):.2f}")
+    with tempfile.TemporaryDirectory(prefix="bench-flow-start-", dir=args.workdir) as tmp:
+        workdir = Path(tmp)
+        quiet = {"PREFECT_LOGGING_LEVEL": "WARNING", "DO_NOT_TRACK": "1",
+                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # fmt: skip
+        with prefect_server(workdir, args.server_timeout, **quiet) as env:
+            os.environ.update({k: env[k] for k in ("PREFECT_HOME", "PREFECT_API_URL")})
+            measure(args, env, workdir)
 
-        check([prefect, "work-pool", "create", "gldv2-process", "--type", "process"], env, 120)
-        check([prefect, "--no-prompt", "deploy", "--all", "--prefect-file",
-               "deployments/prefect.yaml"], env, 300)  # fmt: skip
-        check([prefect, "--no-prompt", "deploy", f"{workdir / 'empty_flow.py'}:empty",
-               "--name", "empty", "--pool", "gldv2-process"], env, 300)  # fmt: skip
-        worker_log = (workdir / "worker.log").open("w")
-        worker = subprocess.Popen(
-            [prefect, "worker", "start", "--pool", "gldv2-process", "--limit", "1"],
-            cwd=ROOT,
-            env=env,
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-        )
+
+def measure(args: argparse.Namespace, env: dict, workdir: Path) -> None:
+    output_root = str(workdir / "gldv2_mini")
+    delf = [str(BIN / "delf"), "gldv2", "--param", f"output_root={output_root}"]
+    began = time.monotonic()
+    firsts = [first_task_seconds(delf, env, args.run_timeout)]
+    print(f"mini_first_run_s {time.monotonic() - began:.1f}  (fills the cache; not counted)")
+    firsts += [first_task_seconds(delf, env, args.run_timeout) for _ in range(args.repeats - 1)]
+    (workdir / "empty_flow.py").write_text(EMPTY_FLOW)
+    empty = [sys.executable, str(workdir / "empty_flow.py")]
+    bounds = [first_task_seconds(empty, env, args.run_timeout) for _ in range(args.repeats)]
+    report("first_task", firsts, "bound_empty_flow_first_task_s", bounds)
+
+    prefect(env, "work-pool", "create", "gldv2-process", "--type", "process")
+    prefect(env, "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+    prefect(env, "deploy", f"{workdir / 'empty_flow.py'}:empty", "--name", "empty",
+            "--pool", "gldv2-process")  # fmt: skip
+    with process_worker(env, workdir):
         params = {"output_root": output_root}
         reruns = [deployment_run_seconds("gldv2/gldv2-mini", params, args.run_timeout)
                   for _ in range(args.repeats)]  # fmt: skip
         floor = [deployment_run_seconds("empty/empty", {}, args.run_timeout)
                  for _ in range(args.repeats)]  # fmt: skip
-        print(
-            f"cached_rerun_s {median(reruns):.1f}  (runs: {', '.join(f'{s:.1f}' for s in reruns)})"
-        )
-        print(f"bound_empty_deployment_run_s {median(floor):.1f}")
-        print(f"cached_rerun_ratio_to_bound {median(reruns) / median(floor):.2f}")
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(60)
-        server.terminate()
-        server.wait(60)
-        server_log.close()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    report("cached_rerun", reruns, "bound_empty_deployment_run_s", floor)
+
+
+def report(name: str, runs: list[float], bound_name: str, bounds: list[float]) -> None:
+    """The median of `runs`, each run, the bound's median and the ratio to it."""
+    figure, bound = statistics.median(runs), statistics.median(bounds)
+    print(f"{name}_s {figure:.1f}  (runs: {', '.join(f'{s:.1f}' for s in runs)})")
+    print(f"{bound_name} {bound:.1f}")
+    print(f"{name}_ratio_to_bound {figure / bound:.2f}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests.server_process import free_port  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def prefect_harness():
@@ -77,12 +79,6 @@ def mini_records(mini_gldv2, tmp_path_factory):
         )
     )
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,13 @@
-"""A real `prefect server start` on 127.0.0.1 and the `prefect` command against it."""
+"""A real `prefect server start` on 127.0.0.1, a process worker, and `prefect` against them.
+
+Plain Python (no pytest), so that the benchmarks use them too.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,30 +15,37 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import free_port
-
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+# Generous: a start returns as soon as the server answers.
+SERVER_START_SECONDS = 300
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_for_health(api_url: str, process: subprocess.Popen, seconds: float) -> None:
+    """Returns once the server answers `/health`; raises one line if it exits or is late."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"prefect server exited with {process.returncode}")
+            raise RuntimeError(f"prefect server exited with {process.returncode}")
         try:
             with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    pytest.fail(f"prefect server not healthy within {seconds} s")
+    raise RuntimeError(f"prefect server not healthy within {seconds:.0f} s")
 
 
 @contextlib.contextmanager
-def prefect_server(tmp_path: Path, **env_updates: str) -> Iterator[dict[str, str]]:
+def prefect_server(
+    tmp_path: Path, start_seconds: float = SERVER_START_SECONDS, **env_updates: str
+) -> Iterator[dict[str, str]]:
     """`prefect server start` with its own home under `tmp_path`; yields the client env."""
     port = free_port()
     env = {
@@ -52,7 +63,7 @@ def prefect_server(tmp_path: Path, **env_updates: str) -> Iterator[dict[str, str
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for_health(env["PREFECT_API_URL"], server, 300)
+        wait_for_health(env["PREFECT_API_URL"], server, start_seconds)
         yield env
     finally:
         server.terminate()
@@ -75,11 +86,13 @@ def prefect(env, *args, timeout=600) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def process_worker(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
-    """A process worker of pool gldv2-process running one flow run at a time."""
+def process_worker(
+    env: dict[str, str], tmp_path: Path, pool: str = "gldv2-process"
+) -> Iterator[subprocess.Popen]:
+    """A process worker of `pool` running one flow run at a time."""
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [PREFECT, "worker", "start", "--pool", "gldv2-process", "--limit", "1"],
+        [PREFECT, "worker", "start", "--pool", pool, "--limit", "1"],
         cwd=tmp_path,
         env=env,
         stdout=log,

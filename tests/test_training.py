@@ -15,9 +15,9 @@ from tensorflow.python.framework.config import is_op_determinism_enabled
 from delf_cli.main import parse_args
 from delf_core.training.config import NUM_CLASSES, TrainConfig
 from delf_core.training.loop import LabelOutOfRangeError, train
-from tests.conftest import free_port
 from tests.flag_help import assert_help_shows_defaults
 from tests.killed_process import kill_when_marked
+from tests.server_process import free_port
 
 pytestmark = pytest.mark.integration
 
