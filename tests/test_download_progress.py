@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import http.server
 import logging
+import threading
 
 import pytest
 
 from delf_cli.progress import BarProgress, LogProgress
 from delf_core.download import download
+from delf_core.download.fetch import RetryPolicy
+from delf_core.download.sizes import remote_size
 from delf_core.gldv2 import layout
 from delf_core.gldv2.mirror import MirrorServer
 from delf_core.progress import format_bytes
@@ -70,3 +74,25 @@ def test_log_lines_show_bytes_of_the_true_total(bucket, tmp_path, caplog):
     total = true_total(root)
     shown = format_bytes(total)
     assert f"; {shown}/{shown} (100.0%)" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "-5", "12 34", ""])
+def test_a_content_length_that_is_not_a_number_gives_no_size(length):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802 (the http.server name)
+            self.send_response(200)
+            self.send_header("Content-Length", length)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/train/images_000.tar"
+        assert remote_size(url, RetryPolicy()) is None
+    finally:
+        server.shutdown()
+        server.server_close()

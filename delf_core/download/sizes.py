@@ -27,7 +27,8 @@ def remote_size(url: str, policy: RetryPolicy) -> int | None:
         log.debug("%s: no size: %s", redact_url(url), type(error).__name__)
         return None
     length = response.headers.get("Content-Length", "")
-    if response.status_code != 200 or not length.isdigit():
+    # ASCII digits only: a hostile header such as "²" passes isdigit() and fails int().
+    if response.status_code != 200 or not (length.isascii() and length.isdigit()):
         return None
     return int(length)
 
