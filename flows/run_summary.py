@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -81,6 +82,20 @@ def note_task_end(task, task_run, state) -> None:
 
 # For the `@task(...)` of each step: its runs count in the run summary.
 COUNTED = dict(on_completion=[note_task_end], on_failure=[note_task_end])
+
+
+class _HookBookkeeping(logging.Filter):
+    """Drops Prefect's two INFO lines per task about running `note_task_end`.
+
+    They would fill every task run's log and the terminal with the summary's
+    bookkeeping; a hook that fails still logs its ERROR.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or note_task_end.__name__ not in record.getMessage()
+
+
+logging.getLogger("prefect.task_runs").addFilter(_HookBookkeeping())
 
 
 class RunSummary:

@@ -10,6 +10,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterTaskRunId
 
 import flows  # noqa: F401  (the flows package attaches the handler)
+import flows.run_summary  # noqa: F401  (installs the filter)
 from flows.run_logs import RunLogHandler
 from tests.prefect_runs import SETTLE_SECONDS, task_runs
 
@@ -28,7 +29,7 @@ def run_one_step() -> None:
     logging_step()
 
 
-def _task_log_messages(task_run_id) -> list[str]:
+def _task_log_messages(task_run_id, expected: str = "step 5/10") -> list[str]:
     """The task run's log lines on the server, once the one the test expects is there."""
     deadline = time.monotonic() + SETTLE_SECONDS
     with get_client(sync_client=True) as client:
@@ -37,7 +38,7 @@ def _task_log_messages(task_run_id) -> list[str]:
                 log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[task_run_id]))
             )
             messages = [log.message for log in logs]
-            if any("step 5/10" in m for m in messages) or time.monotonic() > deadline:
+            if any(expected in m for m in messages) or time.monotonic() > deadline:
                 return messages
             time.sleep(0.5)  # polls the condition; the hang guard is the deadline
 
@@ -60,3 +61,18 @@ def test_a_line_logged_outside_a_run_is_not_sent_and_warns_nothing(recwarn):
     handlers = [h for h in logging.getLogger("delf_core").handlers if isinstance(h, RunLogHandler)]
     assert len(handlers) == 1
     assert not [w for w in recwarn if "flow run id" in str(w.message)]
+
+
+def test_the_run_summarys_task_hook_adds_no_info_line_to_the_task_runs_log():
+    task_runs_logger = logging.getLogger("prefect.task_runs")
+
+    def passes(level: int, message: str) -> bool:
+        record = task_runs_logger.makeRecord("prefect.task_runs", level, "", 0, message, (), None)
+        return task_runs_logger.filter(record)
+
+    assert not passes(
+        logging.INFO, "Running hook 'note_task_end' in response to entering state 'Cached'"
+    )
+    assert not passes(logging.INFO, "Hook 'note_task_end' finished running successfully")
+    assert passes(logging.ERROR, "An error was encountered while running hook 'note_task_end'")
+    assert passes(logging.INFO, "Finished in state Completed()")
