@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 
 import apache_beam as beam
 import fsspec
-from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_jobs import runner
 from beam_jobs.options import pipeline_options
 from delf_core.build_image_dataset import (
     BuildConfig,
@@ -29,6 +30,7 @@ from delf_core.build_image_dataset import (
     write_shard,
 )
 from delf_core.build_image_dataset.folder import first_stop, prepare_output, record_stop
+from delf_core.build_image_dataset.plan import BuildPlan
 from delf_core.build_image_dataset.progress import ShardProgress, images_done
 from delf_core.build_image_dataset.write import StrictModeError, strict_error
 
@@ -133,15 +135,16 @@ def build_pipeline(
         # Breaks fusion so the shards spread over all workers.
         | "Spread" >> beam.Reshuffle()
         | "WriteShards" >> beam.ParDo(write)
-        | "Collect" >> beam.combiners.ToList()
+        # Without defaults: with them, Beam gives the list to the next step as a side
+        # input, which Beam's DaskRunner computes again inside that step's one task.
+        | "Collect" >> beam.combiners.ToList().without_defaults()
         | "Finalize" >> beam.Map(finish)
     )
 
 
 def job_counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
-    """The job's counters (records written, images per problem), by name."""
-    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
-    return {counter.key.metric.name: counter.committed for counter in query["counters"]}
+    """The job's counters (records written, images per problem), by name; {} on Dask."""
+    return runner.job_counters(result, NAMESPACE)
 
 
 def run_build(
@@ -164,6 +167,7 @@ def run_build(
       StrictModeError: with `strict`, naming the first missing or unreadable image,
         whether planning or the job found it.
       BuildJobError: when the job fails otherwise, with the last line of its error.
+      DaskClusterError: the DaskRunner's --dask_client_address did not answer.
     """
     plan = plan_build(config)
     if config.strict and plan.problems:
@@ -175,6 +179,21 @@ def run_build(
         if on_progress is not None:
             on_progress(planned, planned)
         return manifest
+    options = pipeline_options(pipeline_args or [])
+    # A cluster that does not answer fails the build before any output is removed.
+    with runner.dask_cluster(options):
+        return _run_job(config, plan, options, planned, on_progress, progress_seconds)
+
+
+def _run_job(
+    config: BuildConfig,
+    plan: BuildPlan,
+    options: PipelineOptions,
+    planned: int,
+    on_progress: BuildProgressCallback | None,
+    progress_seconds: float,
+) -> dict:
+    """Clears the output, runs the job over the plan, and returns the manifest."""
     removed = prepare_output(config.output_directory, [shard.name for shard in plan.shards])
     if removed:
         log.info(
@@ -184,12 +203,11 @@ def run_build(
         )
     plan_urls = plan.write()
     context_url = write_context(plan)
-    pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or []))
+    pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, plan_urls, context_url, config, progress_seconds)
     try:
         with _watching(plan.work_folder(), planned, on_progress, progress_seconds):
-            result = pipeline.run()
-            result.wait_until_finish()
+            result = runner.run_and_wait(pipeline)
         stopped = first_stop(plan.work_folder())
     except Exception as error:
         _discard_partial(config.output_directory)

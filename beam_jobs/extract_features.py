@@ -21,12 +21,12 @@ import uuid
 
 import apache_beam as beam
 import tensorflow as tf
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.utils import shared
 from google.protobuf import text_format
 
-from beam_jobs.options import pipeline_options
+from beam_jobs import runner as runners
+from beam_jobs.options import LOCAL_DISK_RUNNERS, pipeline_options, runner_name
 from delf_core import storage
 from delf_core.features import parse_delf_config
 from delf_core.features.extract import ImageItem, extract_item
@@ -43,12 +43,12 @@ from delf_core.features.extract_job import (
 log = logging.getLogger(__name__)
 NAMESPACE = "extract_features"
 FAILED = "failed"
-# Runners whose workers see the launcher's disk; any other needs URLs (gs://) everywhere.
-LOCAL_RUNNERS = {
-    "FnApiRunner", "DirectRunner", "direct", "BundleBasedDirectRunner",
-    "SwitchingDirectRunner", "PrismRunner",
-}  # fmt: skip
 PLAN_FOLDER = ".extract_features_plan"
+# The plan is cut into files of at most this many images, and at least MIN_PLAN_FILES
+# when there are that many images: runners that cannot spread the images of one file
+# (Beam's DaskRunner ignores Reshuffle) give each file to a worker, a few minutes' work.
+PLAN_FILE_IMAGES = 500
+MIN_PLAN_FILES = 64
 # Per-image failures the job counts and reports instead of failing (DESIGN rule 6):
 # unreadable or corrupt images, storage errors, and TensorFlow refusing an odd image.
 IMAGE_ERRORS = (OSError, ValueError, tf.errors.OpError)
@@ -64,6 +64,15 @@ def _decode(line: str) -> ImageItem:
     return ImageItem(name, path, None if bbox is None else tuple(bbox))
 
 
+# Models this process has loaded: one per worker process is the design (see ExtractFn).
+_models_loaded = 0
+
+
+def models_loaded() -> int:
+    """How many models this process has loaded for the job, e.g. on a Dask worker."""
+    return _models_loaded
+
+
 def _read_plan(url: str):
     fs, path = storage.resolve(url)
     with fs.open(path, "rt") as handle:
@@ -71,7 +80,10 @@ def _read_plan(url: str):
 
 
 class ExtractFn(beam.DoFn):
-    """Extracts one image per element; emits "extracted"/"skipped", or (name, reason) as FAILED.
+    """Extracts one image per element: emits (status, None), or (FAILED, (name, reason)).
+
+    One output, tagged in its value rather than by Beam: Beam's DaskRunner passes
+    every tagged output of a ParDo to each consumer of any one of them.
 
     One Extractor serves every thread of a worker process through `shared.Shared`:
     after construction it is read-only (constant tensors, PCA arrays, the SavedModel's
@@ -91,7 +103,9 @@ class ExtractFn(beam.DoFn):
         from delf_core.features.extractor import Extractor
 
         def load() -> Extractor:
-            log.info("extract_features: loading the model on this worker")
+            global _models_loaded
+            log.info("extract_features: loading the model on this worker process")
+            _models_loaded += 1
             return Extractor(parse_delf_config(self.config_text))
 
         # Tagged by the config, so a different config in the same process reloads.
@@ -113,15 +127,42 @@ class ExtractFn(beam.DoFn):
             )
         except IMAGE_ERRORS as error:
             log.warning("extract_features: skipping %s: %s", item.path, error)
-            self.counters["failed"].inc()
-            yield beam.pvalue.TaggedOutput(FAILED, (item.name, f"{type(error).__name__}: {error}"))
+            self.counters[FAILED].inc()
+            yield FAILED, (item.name, f"{type(error).__name__}: {error}")
             return
         self.counters[status].inc()
         self.done += 1
         if self.done % PROGRESS_EVERY == 0:
             rate = self.done / max(time.monotonic() - self.start, 1e-9)
             log.info("extract_features: %d images by this thread, %.2f/s", self.done, rate)
-        yield status
+        yield status, None
+
+
+class TallyFn(beam.CombineFn):
+    """Counts each status and lists the failures: ({status: count}, [(name, reason)])."""
+
+    def create_accumulator(self) -> tuple[dict[str, int], list]:
+        return {}, []
+
+    def add_input(self, accumulator, outcome):
+        counts, failures = accumulator
+        status, failure = outcome
+        if status == FAILED:
+            failures.append(tuple(failure))
+        else:
+            counts[status] = counts.get(status, 0) + 1
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        counts, failures = {}, []
+        for part_counts, part_failures in accumulators:
+            for status, count in part_counts.items():
+                counts[status] = counts.get(status, 0) + count
+            failures.extend(part_failures)
+        return counts, failures
+
+    def extract_output(self, accumulator):
+        return accumulator
 
 
 class _Finish:
@@ -134,8 +175,8 @@ class _Finish:
         self.duplicates = list(plan.duplicates)
         self.runner = runner
 
-    def __call__(self, _, counts: dict[str, int], failures: list[tuple[str, str]]) -> dict:
-        counts = dict(counts)
+    def __call__(self, tally: tuple[dict[str, int], list[tuple[str, str]]]) -> dict:
+        counts, failures = dict(tally[0]), tally[1]
         counts["skipped"] = counts.get("skipped", 0) + self.done
         failed = self.duplicates + [tuple(f) for f in failures]
         return finish(self.job, parse_delf_config(self.config_text), counts, failed, self.runner)
@@ -143,44 +184,38 @@ class _Finish:
 
 def build_pipeline(
     pipeline: beam.Pipeline,
-    plan_url: str,
+    plan_urls: list[str],
     job: ExtractJobConfig,
     config_text: str,
     plan: ExtractPlan,
     runner: str,
 ) -> beam.PCollection:
-    """Planned images -> extracted in parallel -> report and manifest."""
-    results = (
+    """Planned images -> extracted in parallel -> report and manifest.
+
+    One chain, no side input and no tagged output: so it runs the same on Beam's
+    DaskRunner, which computes only a pipeline's last step and what feeds it, and
+    computes a side input again inside the task that reads it.
+    """
+    return (
         pipeline
-        # The plan is a file, not beam.Create(items): a 761k-image plan would swell the
+        # The plan is files, not beam.Create(items): a 761k-image plan would swell the
         # job graph, which Dataflow caps in size. Read with fsspec, as every other file
         # of the job, so one set of credentials (and the GCS emulator in tests) serves.
-        | "Plan" >> beam.Create([plan_url])
+        | "Plan" >> beam.Create(plan_urls)
         | "Items" >> beam.FlatMap(_read_plan)
         # Breaks fusion so the images spread over all workers and threads.
         | "Spread" >> beam.Reshuffle()
         | "Extract"
-        >> beam.ParDo(
-            ExtractFn(config_text, job.output_dir, job.delg_form, shared.Shared())
-        ).with_outputs(FAILED, main="done")
-    )
-    counts = results.done | "Count" >> beam.combiners.Count.PerElement()
-    return (
-        pipeline
-        | "Once" >> beam.Create([None])
-        | "Finish"
-        >> beam.Map(
-            _Finish(job, config_text, plan, runner),
-            counts=beam.pvalue.AsDict(counts),
-            failures=beam.pvalue.AsList(results[FAILED]),
-        )
+        >> beam.ParDo(ExtractFn(config_text, job.output_dir, job.delg_form, shared.Shared()))
+        # Planning returned early when nothing was left: there is always an outcome.
+        | "Tally" >> beam.CombineGlobally(TallyFn()).without_defaults()
+        | "Finish" >> beam.Map(_Finish(job, config_text, plan, runner))
     )
 
 
 def job_counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
-    """The job's counters (extracted, skipped, failed), by name."""
-    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
-    return {counter.key.metric.name: counter.committed for counter in query["counters"]}
+    """The job's counters (extracted, skipped, failed), by name; {} on Dask."""
+    return runners.job_counters(result, NAMESPACE)
 
 
 def _check_paths(job: ExtractJobConfig, config, items: list[ImageItem], runner: str) -> None:
@@ -193,7 +228,7 @@ def _check_paths(job: ExtractJobConfig, config, items: list[ImageItem], runner: 
     fs, path = storage.resolve(model)
     if not fs.exists(path):
         raise ValueError(f"model_path {config.model_path!r} of {job.config_path}: no {model}")
-    if runner in LOCAL_RUNNERS:
+    if runner_name(runner) in LOCAL_DISK_RUNNERS:  # a remote Dask cluster needs URLs too
         return
     named = {"the output folder": job.output_dir, "model_path": config.model_path}
     for local in (config.delf_local_config, config.delf_global_config):
@@ -209,23 +244,33 @@ def _check_paths(job: ExtractJobConfig, config, items: list[ImageItem], runner: 
             )
 
 
-def _write_plan(job: ExtractJobConfig, items: list[ImageItem]) -> tuple[str, str]:
-    """Writes the planned items, one JSON a line; returns the URL for Beam and fsspec's path."""
+def _write_plan(job: ExtractJobConfig, items: list[ImageItem]) -> tuple[list[str], str]:
+    """Writes the planned items, one JSON a line, in files of at most PLAN_FILE_IMAGES.
+
+    Returns:
+        The files' URLs for Beam, and fsspec's path of the folder that holds them.
+    """
     fs, root = storage.resolve(job.output_dir)
-    path = storage.join(root, PLAN_FOLDER, f"{uuid.uuid4().hex}.jsonl")
-    storage.write_bytes(fs, path, "".join(_encode(item) + "\n" for item in items).encode())
-    return storage.url_of(fs, path), path
+    folder = storage.join(root, PLAN_FOLDER, uuid.uuid4().hex)
+    files = max(-(-len(items) // PLAN_FILE_IMAGES), min(len(items), MIN_PLAN_FILES))
+    urls = []
+    for index in range(files):
+        part = items[index::files]  # interleaved: each file gets a fair mix of the images
+        path = storage.join(folder, f"{index:05d}.jsonl")
+        storage.write_bytes(fs, path, "".join(_encode(item) + "\n" for item in part).encode())
+        urls.append(storage.url_of(fs, path))
+    return urls, folder
 
 
-def _remove_plan(job: ExtractJobConfig, path: str) -> None:
+def _remove_plan(job: ExtractJobConfig, folder: str) -> None:
     fs, _ = storage.resolve(job.output_dir)
     try:
-        fs.rm(path)
-        folder = path.rsplit("/", 1)[0]
-        if storage.is_local(fs) and not fs.ls(folder):
-            fs.rmdir(folder)
+        fs.rm(folder, recursive=True)
+        parent = folder.rsplit("/", 1)[0]
+        if storage.is_local(fs) and not fs.ls(parent):
+            fs.rmdir(parent)
     except OSError as error:
-        log.warning("extract_features: could not remove the plan %s: %s", path, error)
+        log.warning("extract_features: could not remove the plan %s: %s", folder, error)
 
 
 def run_extract(job: ExtractJobConfig, pipeline_args: list[str] | None = None) -> dict:
@@ -241,10 +286,11 @@ def run_extract(job: ExtractJobConfig, pipeline_args: list[str] | None = None) -
     Raises:
         ValueError: a bad config, input or path, in one line.
         OSError: a missing config, list or dataset file.
+        DaskClusterError: the DaskRunner's --dask_client_address did not answer.
     """
     config, items = job.load()
     options = pipeline_options(pipeline_args or [])
-    runner = str(options.view_as(StandardOptions).runner)
+    runner = str(runner_name(options.view_as(StandardOptions).runner))
     _check_paths(job, config, items, runner)
     warn_if_made_otherwise(job, config)
     plan = plan_extraction(items, job.output_dir, job.delg_form, config)
@@ -256,14 +302,15 @@ def run_extract(job: ExtractJobConfig, pipeline_args: list[str] | None = None) -
     if not plan.todo:
         counts = {"extracted": 0, "skipped": plan.done}
         return finish(job, config, counts, list(plan.duplicates), runner)
-    plan_url, plan_path = _write_plan(job, plan.todo)
-    try:
-        pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, plan_url, job, config_text, plan, runner)
-        result = pipeline.run()
-        result.wait_until_finish()
-    finally:
-        _remove_plan(job, plan_path)
+    # A cluster that does not answer fails before the plan is written.
+    with runners.dask_cluster(options):
+        plan_urls, plan_folder = _write_plan(job, plan.todo)
+        try:
+            pipeline = beam.Pipeline(options=options)
+            build_pipeline(pipeline, plan_urls, job, config_text, plan, runner)
+            result = runners.run_and_wait(pipeline)
+        finally:
+            _remove_plan(job, plan_folder)
     log.info("extract_features: job counters %s", job_counters(result))
     manifest = read_manifest(job.output_dir)
     assert manifest is not None, f"the job finished without writing its {MANIFEST_NAME}"

@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from beam_jobs.options import LOCAL_RUNNER
+from beam_jobs.options import LOCAL_RUNNER, check_runner
 from delf_core import storage
 from delf_core.build_image_dataset import BuildConfig, plan_build, up_to_date_manifest
 from delf_core.progress import format_bytes
@@ -112,8 +112,12 @@ def _publish_summary(config: BuildConfig, manifest: dict, rows: list[dict], star
 def build_image_dataset(
     config: BuildConfig, runner: str = LOCAL_RUNNER, pipeline_options: list[str] | None = None
 ) -> dict:
-    """Builds the TFRecords on the Beam runner `runner` (FnApiRunner, DataflowRunner, ...)."""
-    options = [f"--runner={runner}", *(pipeline_options or [])]
+    """Builds the TFRecords on the Beam runner `runner` (FnApiRunner, DaskRunner, DataflowRunner).
+
+    Raises:
+        ValueError: an unknown runner, in one line.
+    """
+    options = [f"--runner={check_runner(runner)}", *(pipeline_options or [])]
     fingerprint = fingerprint_inputs(config)
     manifest = build_image_dataset_task(config, fingerprint, options)
     get_run_logger().info(

@@ -97,6 +97,11 @@ class PerformRetrievalConfig:
         ground_truth_name: The Revisited ground truth, under `output_dir`.
         features_dir: `query/` and `index/` features go under it.
         results_dir: metrics.txt goes here.
+        index_runner: None extracts the index in the flow's process; a Beam runner
+            (FnApiRunner, DaskRunner, DataflowRunner) hands it to the extract_features
+            Beam job, which spreads GLDv2's 761k index images over its workers.
+        index_pipeline_options: The Beam job's other flags, e.g.
+            `--dask_client_address=tcp://scheduler:8786` or `--project=...`.
     """
 
     # On, as the DELG instructions run perform_retrieval (the command's default is off).
@@ -106,6 +111,8 @@ class PerformRetrievalConfig:
     ground_truth_name: str = GROUND_TRUTH_NAME
     features_dir: str = "data/gldv2_features"
     results_dir: str = "results/gldv2"
+    index_runner: str | None = None
+    index_pipeline_options: tuple[str, ...] = ()
 
 
 def model_output_dir(train: TrainConfig, output_dir: str | None) -> str:

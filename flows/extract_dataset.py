@@ -9,11 +9,13 @@ from typing import Any
 from google.protobuf import text_format
 from prefect import task
 
+from beam_jobs.options import check_runner
 from delf_core import manifests, storage
 from delf_core.export.config import LOCAL_AND_GLOBAL
 from delf_core.export.current import export_files, exported_kind
 from delf_core.features import DelfConfig, write_delf_config
 from delf_core.features.extract import ImageItem, items_from_dataset
+from delf_core.features.extract_job import ExtractJobConfig
 from delf_core.features.presets import DELG_PRESET, load_preset
 from delf_core.features.record import (
     extract_recorded,
@@ -27,6 +29,7 @@ from flows.extract_features import (
     extraction_progress,
     publish_extract_summary,
 )
+from flows.extract_on_beam import extract_dataset_with_beam
 from flows.retries import TRANSIENT_IO_RETRIES
 from flows.run_summary import COUNTED
 
@@ -104,16 +107,29 @@ def _extract(image_set: str, inputs: dict[str, Any]) -> dict:
     output_dir, config_path = inputs["output_dir"], _config_path(inputs)
     write_delf_config(config, config_path)
     name = "queries" if image_set == QUERY else "index"
-    from delf_core.features.extractor import Extractor  # TensorFlow: only to extract
+    if inputs.get("runner"):
+        job = ExtractJobConfig(
+            delg_form=True,
+            config_path=config_path,
+            output_dir=output_dir,
+            dataset_file_path=inputs["dataset_file_path"],
+            images_dir=inputs["images_dir"],
+            image_set=image_set,
+        )
+        report, replaced = extract_dataset_with_beam(
+            config, items, job, source, inputs["runner"], inputs.get("pipeline_options") or []
+        )
+    else:
+        from delf_core.features.extractor import Extractor  # TensorFlow: only to extract
 
-    report, replaced = extract_recorded(
-        Extractor(config),
-        items,
-        output_dir,
-        True,
-        source,
-        on_progress=extraction_progress(len(items), f"extract_{name}"),
-    )
+        report, replaced = extract_recorded(
+            Extractor(config),
+            items,
+            output_dir,
+            True,
+            source,
+            on_progress=extraction_progress(len(items), f"extract_{name}"),
+        )
     publish_extract_summary(f"extract_{name}", report, replaced, output_dir, config_path, started)
     return {
         "image_set": image_set,
@@ -144,6 +160,8 @@ def extract_dataset_task(
     output_dir: str,
     extraction: DelgExtraction | None = None,
     config_path: str | None = None,
+    runner: str | None = None,
+    pipeline_options: list[str] | None = None,
 ) -> dict:
     """`delf extract_features --image_set <query|index>` of a Revisited dataset's images.
 
@@ -156,6 +174,11 @@ def extract_dataset_task(
         extraction: The config's scales and thresholds; None for the DELG configs'.
         config_path: Where the DelfConfig is written; None for
             `<output_dir>/../delg_config.pbtxt`.
+        runner: None extracts in this process; a Beam runner (FnApiRunner,
+            DaskRunner, DataflowRunner) hands the images to the extract_features Beam
+            job. The files are the same, so either skips what the other made.
+        pipeline_options: The Beam job's other flags (`--dask_client_address=...`,
+            `--project=...`).
 
     Returns:
         image_set, config_path, output_dir, the counts, the failures as
@@ -163,4 +186,6 @@ def extract_dataset_task(
     """
     if image_set not in (QUERY, INDEX):
         raise ValueError(f"image_set {image_set!r}: use {QUERY} or {INDEX}")
+    if runner is not None:
+        runner = check_runner(runner)
     return _extract(image_set, dict(locals()))

@@ -146,7 +146,7 @@ def _run_steps(
         )
     )
     with summary.step("build_image_dataset", config.output_directory) as row:
-        built = build_image_dataset(config, build.runner, build.pipeline_options)
+        built = build_image_dataset(config, build.runner, build.beam_options())
         result["tfrecords"] = built
         row.figures = ", ".join(
             f"{name} {split['records']} records" for name, split in sorted(built["splits"].items())

@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from beam_jobs.options import LOCAL_RUNNER
+from beam_jobs.options import DASK_RUNNER, LOCAL_RUNNER, RUNNERS, check_runner, is_dask
 from delf_core import storage
 from delf_core.build_image_dataset.config import BuildConfig
 from delf_core.download.config import DownloadConfig
@@ -66,10 +66,37 @@ DownloadParams = step_params(
 class BuildFlowOptions(FlowParams):
     """The Beam runner of the build, besides the step's flags."""
 
-    runner: str = Field(LOCAL_RUNNER, description="FnApiRunner locally, DataflowRunner in GCP")
+    runner: str = Field(
+        LOCAL_RUNNER,
+        description=f"one of {', '.join(RUNNERS)}: FnApiRunner locally, DaskRunner on a "
+        "Dask cluster, DataflowRunner in GCP",
+    )
+    dask_address: str | None = Field(
+        None,
+        description=f"{DASK_RUNNER} only: the Dask scheduler (tcp://host:8786), whose "
+        "workers have this package installed; none starts a local cluster for the build",
+    )
     pipeline_options: list[str] = Field(
         default_factory=list, description="Beam flags, e.g. --project=... --region=..."
     )
+
+    @field_validator("runner")
+    @classmethod
+    def _known_runner(cls, runner: str) -> str:
+        return check_runner(runner)
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> BuildFlowOptions:
+        if self.dask_address is not None and not is_dask(self.runner):
+            raise ValueError(f"dask_address is for runner {DASK_RUNNER}, not {self.runner}")
+        return self
+
+    def beam_options(self) -> list[str]:
+        """The Beam flags besides the runner: the Dask scheduler's, then pipeline_options."""
+        address = (
+            [] if self.dask_address is None else [f"--dask_client_address={self.dask_address}"]
+        )
+        return [*address, *self.pipeline_options]
 
 
 BuildParams = step_params(
@@ -132,6 +159,20 @@ class EvaluateParams(FlowParams):
     retrieval_global_scales_ind: list[int] | None = Field(
         None, description="scales the global descriptor pools; none: the configs' (or all)"
     )
+    index_runner: str | None = Field(
+        None,
+        description="none extracts the retrieval index in the flow's process; "
+        f"{', '.join(RUNNERS)} run the extract_features Beam job on it instead",
+    )
+    index_pipeline_options: list[str] = Field(
+        default_factory=list,
+        description="the index job's Beam flags, e.g. --dask_client_address=tcp://host:8786",
+    )
+
+    @field_validator("index_runner")
+    @classmethod
+    def _known_index_runner(cls, runner: str | None) -> str | None:
+        return None if runner is None else check_runner(runner)
 
     @model_validator(mode="after")
     def _scales_fit(self) -> EvaluateParams:
@@ -159,5 +200,8 @@ class EvaluateParams(FlowParams):
                 extraction, global_scales_ind=tuple(self.retrieval_global_scales_ind)
             )
         return PerformRetrievalConfig(
-            use_geometric_verification=self.use_geometric_verification, extraction=extraction
+            use_geometric_verification=self.use_geometric_verification,
+            extraction=extraction,
+            index_runner=self.index_runner,
+            index_pipeline_options=tuple(self.index_pipeline_options),
         )

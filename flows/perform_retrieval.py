@@ -216,6 +216,8 @@ def perform_retrieval(train: TrainConfig, check: PerformRetrievalConfig, dataset
     config_path = storage.join(output_dir, DELG_CONFIG_NAME)
     extracted = {}
     for image_set, split in ((QUERY, layout.TEST), (INDEX, layout.INDEX)):
+        # The queries are few; the index (761k images on GLDv2) may go to a Beam job.
+        on_beam = image_set == INDEX and check.index_runner is not None
         extracted[image_set] = extract_dataset_task(
             image_set,
             export_path,
@@ -224,6 +226,8 @@ def perform_retrieval(train: TrainConfig, check: PerformRetrievalConfig, dataset
             storage.join(features_dir, image_set),
             check.extraction,
             config_path,
+            runner=check.index_runner if on_beam else None,
+            pipeline_options=list(check.index_pipeline_options) if on_beam else None,
         )
     failed = [name for result in extracted.values() for name, _ in result["failed"]]
     if failed:
