@@ -16,6 +16,7 @@ import hashlib
 import logging
 import mmap
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -30,8 +31,12 @@ from delf_core.retrieval.search import read_global_descriptor
 
 log = logging.getLogger(__name__)
 
-# Beside the features (hidden, so listings of feature files skip them).
-MATRIX_NAME = ".delg_global_matrix.f32"
+# Beside the features (hidden, so listings of feature files skip them):
+# `.delg_global_matrix.<role>.f32`, one per role, so test and index images sharing a
+# folder keep a matrix each.
+MATRIX_NAME = ".delg_global_matrix"
+DEFAULT_ROLE = "rows"
+_ROLE = re.compile(r"[a-z0-9_]+")
 SIDECAR_SUFFIX = ".json"
 FORMAT = "delg_global_matrix"
 FORMAT_VERSION = 1
@@ -48,6 +53,9 @@ Progress = Callable[[int, int], None]
 class DescriptorMatrix:
     """A `Rows` view of a cached matrix file: `[start:stop]` maps and copies those rows only.
 
+    The file stays open: a rebuild by another run replaces the name, not the rows this
+    view reads.
+
     Attributes:
         path: The raw float32 file (row-major, little-endian, no header).
     """
@@ -55,6 +63,15 @@ class DescriptorMatrix:
     def __init__(self, path: str, rows: int, dim: int) -> None:
         self.path = path
         self._rows, self._dim = rows, dim
+        self._handle = open(path, "rb")  # noqa: SIM115  (held for the view's life)
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            handle.close()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -76,12 +93,9 @@ class DescriptorMatrix:
         first, end = start * row_bytes, stop * row_bytes
         # mmap offsets must be multiples of the allocation granularity.
         aligned = first - first % mmap.ALLOCATIONGRANULARITY
-        with (
-            open(self.path, "rb") as handle,
-            mmap.mmap(
-                handle.fileno(), end - aligned, access=mmap.ACCESS_READ, offset=aligned
-            ) as mapped,
-        ):
+        with mmap.mmap(
+            self._handle.fileno(), end - aligned, access=mmap.ACCESS_READ, offset=aligned
+        ) as mapped:
             if hasattr(mapped, "madvise"):
                 mapped.madvise(mmap.MADV_SEQUENTIAL)
             view = np.frombuffer(mapped, _DTYPE, (stop - start) * self._dim, first - aligned)
@@ -90,26 +104,29 @@ class DescriptorMatrix:
         return out
 
 
-def cache_path(features_dir: str, cache_dir: str | None = None) -> str:
-    """Where the matrix of `features_dir` is cached: a local path.
+def cache_path(features_dir: str, cache_dir: str | None = None, role: str = DEFAULT_ROLE) -> str:
+    """Where the matrix of `features_dir`'s `role` images is cached: a local path.
 
     Local features keep it inside their folder; remote ones (gs://) in
-    `DEFAULT_REMOTE_CACHE_DIR`; a given `cache_dir` holds one file per features folder,
-    named after its absolute path or URL.
+    `DEFAULT_REMOTE_CACHE_DIR`; a given `cache_dir` holds one file per features folder
+    and role, named after the folder's absolute path or URL.
 
     Raises:
-        ValueError: `cache_dir` is not a local path.
+        ValueError: `cache_dir` is not a local path, or a role other than [a-z0-9_]+.
     """
+    if not _ROLE.fullmatch(role):
+        raise ValueError(f"role {role!r}: use lower-case letters, digits and _")
+    name = f"{MATRIX_NAME}.{role}.f32"
     fs, path = storage.resolve(features_dir)
     located = os.path.abspath(path) if storage.is_local(fs) else storage.url_of(fs, path)
     if not cache_dir and storage.is_local(fs):
-        return os.path.join(located, MATRIX_NAME)
+        return os.path.join(located, name)
     folder = os.path.expanduser(cache_dir or DEFAULT_REMOTE_CACHE_DIR)
     if not storage.is_local(storage.resolve(folder)[0]):
         raise ValueError(f"--cache_dir={cache_dir}: the descriptor cache must be a local folder")
     digest = hashlib.sha256(located.encode()).hexdigest()[:16]
     base = located.rstrip("/").rsplit("/", 1)[-1] or "features"
-    return os.path.join(os.path.abspath(folder), f"{base}-{digest}{MATRIX_NAME}")
+    return os.path.join(os.path.abspath(folder), f"{base}-{digest}{name}")
 
 
 def _local_stamps(paths: Sequence[str]) -> Iterator[tuple[int, str]]:
@@ -291,6 +308,7 @@ def descriptor_matrix(
     num_threads: int = DEFAULT_NUM_THREADS,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_progress: Progress | None = None,
+    role: str = DEFAULT_ROLE,
 ) -> DescriptorMatrix:
     """The [len(names), D] matrix of `<features_dir>/<name>.delg_global`, cached.
 
@@ -301,6 +319,7 @@ def descriptor_matrix(
         num_threads: Files read at once.
         chunk_rows: Rows read before they are written out (bounds memory).
         on_progress: Called with (files read, files) while the matrix is built.
+        role: Which images of the folder (`test`, `index`): one cached matrix each.
 
     Returns:
         The matrix, built now or found current.
@@ -314,7 +333,7 @@ def descriptor_matrix(
         raise ValueError(f"{features_dir}: no images to read global descriptors of")
     if num_threads < 1 or chunk_rows < 1:
         raise ValueError("num_threads and chunk_rows must be at least 1")
-    path = cache_path(features_dir, cache_dir)
+    path = cache_path(features_dir, cache_dir, role)
     fingerprint = inputs_fingerprint(features_dir, names)
     found = _cached(path, fingerprint, len(names))
     if found is not None:

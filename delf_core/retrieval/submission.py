@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 # writes them from `make_revisited_ground_truth`'s file (and the gldv2 flow), or `<id>`.
 SPLIT_LAYOUT, FLAT_LAYOUT = "split", "flat"
 SUBMISSION_COLUMNS = ("id", gm.ANSWER_COLUMN[gm.RETRIEVAL])
-# What would break a CSV field or the space-separated list of ids.
-_NOT_IN_AN_ID = re.compile(r"[\s,\"']")
+# What would break a CSV field or the space-separated list of ids, or make an id a path.
+_NOT_IN_AN_ID = re.compile(r"[\s,\"'/\\\x00-\x1f]")
 # The ranks the summaries show mean precision at, as compute_retrieval_metrics prints.
 PRINTED_RANKS = (1, 5, 10, 50, 100)
 
@@ -200,10 +200,11 @@ def write_submission(
             [feature_name(i, config.features_layout) for i in ids],
             config.cache_dir or None,
             config.num_threads,
+            role=role,
         )
-        for features_dir, ids in (
-            (config.test_features_dir, test_ids),
-            (config.index_features_dir, index_ids),
+        for role, features_dir, ids in (
+            ("test", config.test_features_dir, test_ids),
+            ("index", config.index_features_dir, index_ids),
         )
     ]
     queries, index = matrices
