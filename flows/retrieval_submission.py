@@ -153,7 +153,7 @@ def make_retrieval_submission_task(
             "queries": subset["queries"],
             "mAP@100 (%)": _percent(_nan(subset["mean_average_precision"])),
             **{
-                f"P@{rank} (%)": _percent(_nan(value))
+                f"{rank} (%)": _percent(_nan(value))
                 for rank, value in subset["mean_precisions"].items()
             },
         }

@@ -121,7 +121,7 @@ def test_the_submission_ranks_by_hand_and_scores_as_computed_by_hand(case, capsy
     scores = score_submission(str(case / "predictions.csv"), str(case / "solution.csv"))
     assert scores["public"]["mean_average_precision"] == pytest.approx(PUBLIC_MAP)
     assert scores["private"]["mean_average_precision"] == pytest.approx(PRIVATE_MAP)
-    assert scores["private"]["mean_precisions"][1] == pytest.approx(PRIVATE_P1)
+    assert scores["private"]["mean_precisions"]["P@1"] == pytest.approx(PRIVATE_P1)
     # First hits: Public 1111 at 2, 2222 at 1, 6666 none (101); Private 3333 at 4, 4444 at 1.
     assert scores["public"]["mean_position"] == pytest.approx((2 + 1 + 101) / 3)
     assert scores["private"]["median_position"] == pytest.approx(2.5)

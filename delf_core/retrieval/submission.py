@@ -252,7 +252,7 @@ def _subset_scores(predicted: dict, truth: dict, max_predictions: int) -> dict:
         "queries": len(truth),
         "mean_average_precision": gm.mean_average_precision(predicted, truth, max_predictions),
         "mean_precisions": {
-            k: float(precisions[k - 1]) for k in PRINTED_RANKS if k <= max_predictions
+            f"P@{k}": float(precisions[k - 1]) for k in PRINTED_RANKS if k <= max_predictions
         },
         "mean_position": mean,
         "median_position": median,
@@ -266,7 +266,7 @@ def score_submission(
 
     Returns:
         {"public": ..., "private": ...}, each: queries, mean_average_precision
-        (mAP@max_predictions), mean_precisions at PRINTED_RANKS, mean_position,
+        (mAP@max_predictions), mean_precisions ("P@1", ... at PRINTED_RANKS), mean_position,
         median_position; NaN where the subset is empty.
 
     Raises:
