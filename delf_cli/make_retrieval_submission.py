@@ -19,13 +19,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from delf_core.retrieval.submission import make_retrieval_submission
+    from delf_core.retrieval.submission import make_retrieval_submission_if_stale
 
+    # As the flow's task: a CSV of the same ids, descriptor files and flags is kept.
     try:
-        result = make_retrieval_submission(build_config(args, CONFIG))
+        config = build_config(args, CONFIG)
+        result = make_retrieval_submission_if_stale(config)
     except (OSError, ValueError) as error:
         log.error("%s", error)
         return 1
+    if result is None:
+        print(
+            f"{config.output_path} is current (same ids, descriptor files and flags); "
+            "nothing computed"
+        )
+        return 0
     timings = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
     print(
         f"Wrote {result.path}: top {result.top.ids.shape[1]} of {len(result.index_ids)} index "

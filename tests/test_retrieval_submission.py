@@ -201,3 +201,25 @@ def test_flat_feature_names_and_a_missing_csv(case, caplog):
 
     assert main(["make_retrieval_submission", *flags(case, test_csv_path=case / "nope.csv")]) == 1
     assert "nope.csv" in error_line(caplog)
+
+
+def test_a_rerun_keeps_a_current_csv_and_a_changed_descriptor_redoes_it(case, capsys):
+    csv_path = case / "predictions.csv"
+    assert main(["make_retrieval_submission", *flags(case)]) == 0
+    assert (case / "predictions.csv.manifest.json").exists()
+    written = csv_path.stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert main(["make_retrieval_submission", *flags(case)]) == 0
+    assert "is current" in capsys.readouterr().out
+    assert csv_path.stat().st_mtime_ns == written
+
+    # Test image 1111 now looks like B: its row changes, and so does the CSV.
+    changed = case / "test" / f"{layout.image_relpath('1111111111111111', '')}.delg_global"
+    changed.write_bytes(datum_io.serialize_to_string(np.array([0.0, 1.0], np.float32)))
+    assert main(["make_retrieval_submission", *flags(case)]) == 0
+    assert "Wrote" in capsys.readouterr().out
+    assert csv_path.read_text().splitlines()[1] == f"1111111111111111,{B} {C} {D} {A}"
+    # Another k is another CSV.
+    assert main(["make_retrieval_submission", *flags(case), "--k=1"]) == 0
+    assert csv_path.read_text().splitlines()[1] == f"1111111111111111,{B}"

@@ -19,12 +19,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from delf_core import storage
+from delf_core import manifests, storage
 from delf_core.gldv2 import layout
 from delf_core.names import check_name
 from delf_core.progress import ProgressTracker, log_progress
 from delf_core.retrieval import gldv2_metrics as gm
-from delf_core.retrieval.descriptor_matrix import DEFAULT_NUM_THREADS, descriptor_matrix
+from delf_core.retrieval.descriptor_matrix import (
+    DEFAULT_NUM_THREADS,
+    descriptor_matrix,
+    inputs_fingerprint,
+)
 from delf_core.retrieval.top_k import DEFAULT_MEMORY_BYTES, TopK, top_k_by_similarity
 from delf_core.step_config import option
 
@@ -38,6 +42,18 @@ SUBMISSION_COLUMNS = ("id", gm.ANSWER_COLUMN[gm.RETRIEVAL])
 _NOT_IN_AN_ID = re.compile(r"[\s,\"'/\\\x00-\x1f]")
 # The ranks the summaries show mean precision at, as compute_retrieval_metrics prints.
 PRINTED_RANKS = (1, 5, 10, 50, 100)
+# Beside the CSV, written last: what it was made from, so a rerun of the same keeps it.
+MANIFEST_SUFFIX = ".manifest.json"
+# The flags the CSV depends on (threads, memory and cache change how, not what).
+_OUTPUT_FLAGS = (
+    "test_csv_path",
+    "index_csv_path",
+    "test_features_dir",
+    "index_features_dir",
+    "features_layout",
+    "output_path",
+    "k",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +259,70 @@ def make_retrieval_submission(
     test_ids = read_image_ids(config.test_csv_path, config.features_layout)
     index_ids = read_image_ids(config.index_csv_path, config.features_layout)
     return write_submission(test_ids, index_ids, config, on_block)
+
+
+def computed_from(
+    config: RetrievalSubmissionConfig, test_ids: Sequence[str], index_ids: Sequence[str]
+) -> dict:
+    """What the CSV depends on: its flags, the ids, and every descriptor file's size and time.
+
+    Raises:
+        FileNotFoundError: naming the first missing descriptor file.
+    """
+
+    def names(ids: Sequence[str]) -> list[str]:
+        return [feature_name(i, config.features_layout) for i in ids]
+
+    return {
+        "flags": {name: getattr(config, name) for name in _OUTPUT_FLAGS},
+        "test_ids": manifests.fingerprint(list(test_ids)),
+        "index_ids": manifests.fingerprint(list(index_ids)),
+        "test_descriptors": inputs_fingerprint(config.test_features_dir, names(test_ids)),
+        "index_descriptors": inputs_fingerprint(config.index_features_dir, names(index_ids)),
+    }
+
+
+def make_retrieval_submission_if_stale(
+    config: RetrievalSubmissionConfig, on_block: Callable[[int, int], None] | None = None
+) -> SubmissionResult | None:
+    """`make_retrieval_submission` unless the CSV was made from these very inputs.
+
+    Returns:
+        What was written; None when `<output_path>` and its manifest
+        (`<output_path>.manifest.json`) are current and nothing was done.
+
+    Raises:
+        FileNotFoundError, ValueError: See `make_retrieval_submission`.
+    """
+    test_ids = read_image_ids(config.test_csv_path, config.features_layout)
+    index_ids = read_image_ids(config.index_csv_path, config.features_layout)
+    inputs = computed_from(config, test_ids, index_ids)
+    manifest_path = config.output_path + MANIFEST_SUFFIX
+    manifest = manifests.read_json(manifest_path)
+    if (
+        isinstance(manifest, dict)
+        and manifest.get("computed_from") == inputs
+        and storage.exists(config.output_path)
+    ):
+        log.info(
+            "%s is current (same ids, descriptors and flags); nothing done", config.output_path
+        )
+        return None
+    fs, path = storage.resolve(manifest_path)
+    if fs.exists(path):  # it must not vouch for a CSV of other inputs
+        fs.rm(path)
+    result = write_submission(test_ids, index_ids, config, on_block)
+    manifests.write_json(
+        manifest_path,
+        {
+            "step": "make_retrieval_submission",
+            "computed_from": inputs,
+            "rows": len(test_ids),
+            "index": len(index_ids),
+            "timings": result.timings,
+        },
+    )
+    return result
 
 
 def _subset_scores(predicted: dict, truth: dict, max_predictions: int) -> dict:
