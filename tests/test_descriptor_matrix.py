@@ -50,7 +50,7 @@ def reads(monkeypatch):
 
 
 def cache_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".delg_global_matrix"))
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".descriptor_matrix"))
 
 
 def test_the_matrix_round_trips_in_blocks_and_is_reused_without_reading_a_file(features, reads):

@@ -32,10 +32,10 @@ from delf_core.retrieval.search import read_global_descriptor
 
 log = logging.getLogger(__name__)
 
-# Beside the features (hidden, so listings of feature files skip them):
-# `.delg_global_matrix.<role>.f32`, one per role, so test and index images sharing a
+# Inside the features folder, hidden and matching no feature file pattern (`*.delg_*`):
+# `.descriptor_matrix.<role>.f32`, one per role, so test and index images sharing a
 # folder keep a matrix each.
-MATRIX_NAME = ".delg_global_matrix"
+MATRIX_NAME = ".descriptor_matrix"
 DEFAULT_ROLE = "rows"
 _ROLE = re.compile(r"[a-z0-9_]+")
 SIDECAR_SUFFIX = ".json"
