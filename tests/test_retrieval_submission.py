@@ -223,3 +223,18 @@ def test_a_rerun_keeps_a_current_csv_and_a_changed_descriptor_redoes_it(case, ca
     # Another k is another CSV.
     assert main(["make_retrieval_submission", *flags(case), "--k=1"]) == 0
     assert csv_path.read_text().splitlines()[1] == f"1111111111111111,{B}"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"id\n\xff\xfe\xfa\n", "index.csv: not UTF-8 text"),
+        (b"name\nabc\n", "index.csv, line 1: header 'name' has no id column"),
+        (b"id,url\nabcdef,x,y\n", "index.csv, line 2: 3 fields, expected 2"),
+        (b"id\n", "index.csv: no image ids"),
+    ],
+)
+def test_a_damaged_csv_is_one_line_naming_it(case, caplog, content, message):
+    (case / "index.csv").write_bytes(content)
+    assert main(["make_retrieval_submission", *flags(case)]) == 1
+    assert message in error_line(caplog)

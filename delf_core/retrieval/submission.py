@@ -145,27 +145,40 @@ def read_image_ids(path: str, features_layout: str = SPLIT_LAYOUT) -> list[str]:
         ValueError: naming the file and line: no `id` column, a hostile or repeated id.
     """
     fs, fs_path = storage.resolve(path)
-    ids: list[str] = []
-    seen: set[str] = set()
-    with fs.open(fs_path, "r", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
-        if "id" not in header:
-            raise ValueError(f"{path}, line 1: header {','.join(header)!r} has no id column")
-        column = header.index("id")
-        for row in reader:
-            if not row or not any(field.strip() for field in row):
-                continue
-            where = f"{path}, line {reader.line_num}"
-            if len(row) != len(header):
-                raise ValueError(f"{where}: {len(row)} fields, expected {len(header)}")
-            image_id = check_image_id(row[column].strip(), features_layout, where)
-            if image_id in seen:
-                raise ValueError(f"{where}: image id {image_id} is repeated")
-            seen.add(image_id)
-            ids.append(image_id)
+    reader = None
+    try:
+        with fs.open(fs_path, "r", encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            ids = _checked_ids(reader, path, features_layout)
+    except UnicodeDecodeError as error:  # decoded ahead of the rows: no line to name
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason})") from None
+    except csv.Error as error:
+        line = f", line {reader.line_num}" if reader is not None else ""
+        raise ValueError(f"{path}{line}: not a CSV file ({error})") from None
     if not ids:
         raise ValueError(f"{path}: no image ids")
+    return ids
+
+
+def _checked_ids(reader, path: str, features_layout: str) -> list[str]:
+    """The checked ids of the `id` column of a CSV reader's rows."""
+    header = [name.strip() for name in next(reader, [])]
+    if "id" not in header:
+        raise ValueError(f"{path}, line 1: header {','.join(header)!r} has no id column")
+    column = header.index("id")
+    ids: list[str] = []
+    seen: set[str] = set()
+    for row in reader:
+        if not row or not any(field.strip() for field in row):
+            continue
+        where = f"{path}, line {reader.line_num}"
+        if len(row) != len(header):
+            raise ValueError(f"{where}: {len(row)} fields, expected {len(header)}")
+        image_id = check_image_id(row[column].strip(), features_layout, where)
+        if image_id in seen:
+            raise ValueError(f"{where}: image id {image_id} is repeated")
+        seen.add(image_id)
+        ids.append(image_id)
     return ids
 
 
