@@ -139,6 +139,14 @@ def _local_stamps(paths: Sequence[str]) -> Iterator[tuple[int, str]]:
         yield info.st_size, str(info.st_mtime_ns)
 
 
+# What says when a remote object last changed: the filesystems name it differently.
+_CHANGED_KEYS = ("mtime", "updated", "LastModified", "generation", "created")
+
+
+def _changed(info: dict) -> str:
+    return next((str(info[key]) for key in _CHANGED_KEYS if info.get(key) is not None), "")
+
+
 def _remote_stamps(fs, root: str, names: Sequence[str]) -> Iterator[tuple[int, str]]:
     # One listing rather than a request per file; a folder's details at a time.
     found: dict[str, tuple[int, str]] = {}
@@ -147,12 +155,7 @@ def _remote_stamps(fs, root: str, names: Sequence[str]) -> Iterator[tuple[int, s
             if not name.endswith(DELG_GLOBAL_SUFFIX):
                 continue
             relative = f"{folder}/{name}"[len(root) :].lstrip("/")
-            changed = next(
-                (info[key] for key in ("mtime", "updated", "LastModified", "generation", "created")
-                 if info.get(key) is not None),
-                "",
-            )  # fmt: skip
-            found[relative] = (int(info.get("size") or 0), str(changed))
+            found[relative] = (int(info.get("size") or 0), _changed(info))
     for name in names:
         stamp = found.get(name + DELG_GLOBAL_SUFFIX)
         if stamp is None:
