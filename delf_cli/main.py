@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "extract_features": "Extract .delf, or DELG .delg_local/.delg_global, features of images.",
     "match_images": "Match two images' local features with RANSAC; draw the inliers.",
     "perform_retrieval": "Rank by global descriptor, optionally re-rank by RANSAC; report mAP.",
+    "make_retrieval_submission": "GLDv2 retrieval submission: top 100 index ids per test image.",
     "compute_retrieval_metrics": "GLDv2 retrieval metrics (mAP@100, P@k, first-hit position).",
     "compute_recognition_metrics": "GLDv2 recognition metrics (GAP, top-1 accuracy).",
     "make_mini_dataset": "Write a small GLDv2-layout dataset built from bundled photographs.",

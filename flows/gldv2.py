@@ -202,3 +202,31 @@ def _run_steps(
             )
         if "metrics_path" in retrieval:
             outputs["metrics"] = retrieval["metrics_path"]
+        if "features" in retrieval:  # a DELG model's: its features make the submission
+            _make_retrieval_submission(summary, result, retrieval, dataset_dir)
+
+
+def _make_retrieval_submission(
+    summary: RunSummary, result: dict[str, Any], retrieval: dict[str, Any], dataset_dir: str
+) -> None:
+    """The challenge's submission CSV of the features retrieval extracted, and its scores."""
+    from delf_core.gldv2 import layout
+    from flows.retrieval_submission import make_retrieval_submission_task
+
+    output_dir = retrieval["metrics_path"].rsplit("/", 1)[0]
+    with summary.step("make_retrieval_submission") as row:
+        made = make_retrieval_submission_task(
+            retrieval["ground_truth"],
+            retrieval["features"]["query"],
+            retrieval["features"]["index"],
+            storage.join(dataset_dir, layout.TEST, layout.RETRIEVAL_SOLUTION_NAME),
+            output_dir,
+        )
+        result["retrieval_submission"] = made
+        row.output = made["submission_path"]
+        maps = {usage: made[usage]["mean_average_precision"] for usage in ("public", "private")}
+        row.figures = ", ".join(
+            f"{usage} mAP@100 {'n/a' if value is None else f'{100 * value:.2f}'}"
+            for usage, value in maps.items()
+        )
+    result["outputs"]["retrieval_submission"] = made["submission_path"]

@@ -57,6 +57,7 @@ STEPS = (
     "extract_features-query",
     "extract_features-index",
     "perform_retrieval",
+    "make_retrieval_submission",
 )
 # The tar downloads of the runs below (2 train, 1 index and 1 test tar).
 DOWNLOADS = tuple(
@@ -141,6 +142,16 @@ def test_the_whole_flow_completes_and_every_output_is_valid(first_run):
     # Its export is check_model's, from cache; its figures are the mAPs.
     assert "| perform_retrieval | Completed | ran 4, cached 1 |" in run, run
     assert "medium mAP " in run
+    # The challenge's submission of the same features, scored against the solution.
+    submission = root / "results" / "gldv2" / "retrieval_submission.csv"
+    assert result["outputs"]["retrieval_submission"] == str(submission)
+    rows = submission.read_text().splitlines()
+    assert rows[0] == "id,images" and len(rows) == 1 + 8
+    assert all(len(row.split(",")[1].split()) == 24 for row in rows[1:])
+    public = result["retrieval_submission"]["public"]["mean_average_precision"]
+    assert "| make_retrieval_submission | Completed | ran |" in run, run
+    assert f"public mAP@100 {100 * public:.2f}" in run, run
+    assert "gldv2-make-retrieval-submission" in shown
 
 
 def _files(root: Path, pattern: str) -> dict[str, bytes]:
@@ -161,6 +172,7 @@ def test_a_second_run_elsewhere_redoes_every_step_and_gives_the_same_figures(fir
         "data/gldv2_features/*/**/*.delg_*",
         "data/features/*.delf",
         "results/gldv2/metrics.txt",
+        "results/gldv2/retrieval_submission.csv",
     ):
         first, second = _files(root, pattern), _files(tmp_path, pattern)
         assert first and first.keys() == second.keys(), pattern

@@ -1,6 +1,7 @@
 """The .datum and .delf wire formats: round trips, errors, and byte-identity with real files."""
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -230,3 +231,27 @@ def test_written_file_replaces_an_old_one(tmp_path):
     feature_io.write_to_file(str(path), *_random_features(2, 4))
     assert feature_io.read_from_file(str(path)).locations.shape == (2, 2)
     assert sorted(os.listdir(tmp_path)) == ["img.delf"]
+
+
+def test_floats_read_back_from_packed_and_unpacked_encodings():
+    values = np.array([1.5, -0.0, 3.25e-8, np.finfo(np.float32).max] * 40, np.float32)
+    packed = datum_io.serialize_to_string(values)
+    # The same message with each float as its own field (wire type 5), as a writer that
+    # ignores `packed` may send it: readers must accept both.
+    dims = _varint(len(values))
+    shape = b"\x0a" + _varint(len(dims) + 2) + b"\x0a" + _varint(len(dims)) + dims
+    floats = b"".join(b"\x0d" + struct.pack("<f", v) for v in values)
+    unpacked = shape + b"\x12" + _varint(len(floats)) + floats
+    for data in (packed, unpacked):
+        read = datum_io.parse_from_string(data)
+        assert read.dtype == np.float32 and read.flags.writeable
+        np.testing.assert_array_equal(read, values)
+    assert datum_io.parse_from_string(datum_io.serialize_to_string(np.zeros(0))).shape == (0,)
+
+
+def _varint(value: int) -> bytes:
+    out = b""
+    while value > 0x7F:
+        out += bytes([value & 0x7F | 0x80])
+        value >>= 7
+    return out + bytes([value])

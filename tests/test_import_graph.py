@@ -187,6 +187,7 @@ STEP_FLOWS = (
     "flows.extract_dataset",
     "flows.match_images",
     "flows.perform_retrieval",
+    "flows.retrieval_submission",
 )
 
 

@@ -53,6 +53,23 @@ def array_to_datum(array: np.ndarray) -> datum_pb2.DatumProto:
     return datum
 
 
+def _packed_floats(float_list: datum_pb2.FloatList) -> np.ndarray:
+    """The values of a FloatList as float32, from its packed encoding.
+
+    Copying a repeated field value by value costs ~0.3 us a float: 0.6 ms for one
+    2048-d descriptor, minutes for GLDv2's index. The field is declared packed, so
+    the message serializes as one tag byte, a varint length and the little-endian
+    floats themselves, whatever encoding it was parsed from.
+    """
+    raw = float_list.SerializeToString()
+    if not raw:
+        return np.zeros(0, np.float32)
+    start = 1
+    while raw[start] & 0x80:  # the length's varint continues
+        start += 1
+    return np.frombuffer(raw, "<f4", offset=start + 1).astype(np.float32)
+
+
 def datum_to_array(datum: datum_pb2.DatumProto) -> np.ndarray:
     """Converts a DatumProto to an array.
 
@@ -68,7 +85,7 @@ def datum_to_array(datum: datum_pb2.DatumProto) -> np.ndarray:
     """
     kind = datum.WhichOneof("kind_oneof")
     if kind == "float_list":
-        values = np.array(datum.float_list.value, dtype=np.float32)
+        values = _packed_floats(datum.float_list)
     elif kind == "uint32_list":
         values = np.array(datum.uint32_list.value, dtype=np.uint32)
     else:
