@@ -186,10 +186,13 @@ def test_two_dask_workers_train_as_one_and_resume_after_one_dies(
     for name in one:
         np.testing.assert_array_equal(two[name], one[name], err_msg=name)
 
+    # Run again, on a local cluster of two processes that the run starts itself.
     resumed_steps: list[int] = []
     with caplog.at_level("INFO", logger="delf_core.training.dask_training"):
         resumed = train_on_dask(
-            config, cluster, on_steps=lambda step, _: resumed_steps.append(step)
+            config,
+            ClusterConfig(num_workers=2, start_timeout=600, stall_timeout=600),
+            on_steps=lambda step, _: resumed_steps.append(step),
         )
     assert resumed.resumed_from == 2 and resumed.step == 4
     assert resumed_steps == [2, 3, 4]

@@ -108,12 +108,12 @@ def _pick_workers(client, cluster: ClusterConfig) -> list[str]:
     try:
         client.wait_for_workers(wanted, timeout=cluster.start_timeout)
     except TimeoutError:
-        have = len(client.scheduler_info()["workers"])
+        have = len(client.nthreads())
         raise WorkerFailedError(
             f"train: the Dask cluster at {client.scheduler.address} has {have} workers; "
             f"--num_workers={wanted} needs {wanted} (waited {cluster.start_timeout:g} s)"
         ) from None
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = sorted(client.nthreads())
     return workers[: cluster.num_workers] if cluster.num_workers else workers
 
 
@@ -275,7 +275,9 @@ def _raise_if_failed(outcome: dict, workers: list[str]) -> None:
 
 def _check_cluster(client, futures, pending, workers: list[str]) -> None:
     """Raises when the Dask worker of a running TF worker has left the cluster."""
-    present = client.scheduler_info()["workers"]
+    # Asked of the scheduler each time: scheduler_info() may answer from a cache
+    # that lists no workers.
+    present = client.nthreads()
     for future in pending:
         index = futures.index(future)
         if workers[index] not in present:
