@@ -15,6 +15,7 @@ from pydantic import Field
 from delf_core import storage
 from delf_core.gldv2.mini_config import MiniDatasetConfig
 from delf_core.progress import format_bytes
+from delf_core.training.cluster_config import ClusterConfig
 from flows.download import run_download
 from flows.guard import output_root_lease
 from flows.healing import resume_after_crash
@@ -28,6 +29,7 @@ from flows.params import (
     DownloadParams,
     EvaluateParams,
     TrainParams,
+    train_cluster,
 )
 from flows.params import train_config as train_config_of
 from flows.run_summary import RunSummary
@@ -100,6 +102,7 @@ def gldv2(
     if notify_block:
         load_notifier(notify_block)
     _check_mini_mirror(download)
+    cluster = None if train is None else train_cluster(train)  # a bad address fails now
     fs, path = storage.resolve(output_root)
     if storage.is_local(fs):
         # Cache keys name the outputs: a relative root would name another checkout's too.
@@ -108,7 +111,7 @@ def gldv2(
     result: dict[str, Any] = {"outputs": {}}
     with output_root_lease(output_root):
         try:
-            _run_steps(summary, result, output_root, download, build, train, evaluate)
+            _run_steps(summary, result, output_root, download, build, train, cluster, evaluate)
         finally:
             # Also for a failed run: the table shows which step failed and what finished.
             summary.publish(result["outputs"], started)
@@ -123,6 +126,7 @@ def _run_steps(
     download: DownloadParams,
     build: BuildParams,
     train: TrainParams | None,
+    cluster: ClusterConfig | None,
     evaluate: EvaluateParams,
 ) -> None:
     """The flow's steps in order, each a row of `summary`; fills `result` as they end."""
@@ -159,7 +163,7 @@ def _run_steps(
 
     train_config = train_config_of(train, output_root)
     with summary.step("train", train_config.logdir) as row:
-        trained = train_task(train_config)
+        trained = train_task(train_config, cluster)
         result["train"] = trained
         loss = trained["metrics"].get("loss/total")
         row.figures = f"step {trained['step']}" + ("" if loss is None else f", loss {loss:.4g}")

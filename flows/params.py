@@ -15,11 +15,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from beam_jobs.options import DASK_RUNNER, LOCAL_RUNNER, RUNNERS, check_runner, is_dask
-from delf_core import storage
+from delf_core import step_config, storage
 from delf_core.build_image_dataset.config import BuildConfig
 from delf_core.download.config import DownloadConfig
 from delf_core.export.config import EXPORT_KINDS
 from delf_core.gldv2 import layout
+from delf_core.training.cluster_config import ClusterConfig
 from delf_core.training.config import TrainConfig
 from flows.evaluation_configs import (
     DELG_SCORE_THRESHOLD,
@@ -108,13 +109,34 @@ BuildParams = step_params(
     defaults={"generate_train_validation_splits": True},
 )
 
+TrainClusterParams = step_params(
+    "TrainClusterParams",
+    ClusterConfig,
+    "Where training runs: in the flow's process, or on N TF workers on a Dask cluster.",
+)
+
 TrainParams = step_params(
     "TrainParams",
     TrainConfig,
-    "The train step's flags; the flow sets the logdir and the TFRecord patterns.",
+    "The train step's flags; the flow sets the logdir and the TFRecord patterns. "
+    "dask_address or num_workers: one training on several TF workers on Dask.",
+    base=TrainClusterParams,
     # The seed README's command trains on the clean subset.
     defaults={"dataset_version": "gld_v2_clean"},
 )
+
+
+def train_cluster(train: StepParams) -> ClusterConfig:
+    """Where `train` runs its workers (ClusterConfig), checked.
+
+    Raises:
+      ValueError: naming a bad value (an address that is not tcp://host:port).
+    """
+    names = {o.name for o in step_config.options(ClusterConfig)}
+    values = {k: v for k, v in train.model_dump().items() if k in names}
+    cluster = step_config.build(ClusterConfig, values)
+    cluster.validate()
+    return cluster
 
 
 def train_config(train: StepParams, output_root: str) -> TrainConfig:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from prefect import task
 
+from delf_core.training.cluster_config import ClusterConfig
 from delf_core.training.config import TrainConfig
 from delf_core.training.outputs import TrainResult
 from delf_core.training.run_record import train_identity, train_is_current, train_recorded
@@ -78,14 +79,23 @@ def publish_train_summary(flags: TrainConfig, result: TrainResult, started: floa
     retry_delay_seconds=60,
     retry_condition_fn=unless_bad_input,
 )
-def train_task(config: TrainConfig) -> dict:
+def train_task(config: TrainConfig, cluster: ClusterConfig | None = None) -> dict:
     """Trains (or resumes) `config`; shows progress, then the metrics and a summary.
 
     A new build of the TFRecords it reads trains a new model (see `train_recorded`).
+    With a `cluster` that is `enabled`, one training runs on its Dask workers, one TF
+    worker each; the chief's progress and log lines come here. A dead worker fails the
+    task (WorkerFailedError), and its retry resumes from the chief's checkpoint.
     """
     started = time.monotonic()
     flags = config.debugged()  # --debug changes the batch size and the step count
     progress = TrainingProgress()
-    result = train_recorded(config, on_report=progress.report, on_steps=progress.steps)
+    if cluster is not None and cluster.enabled:
+        # Dask loads only here; this process never loads TensorFlow.
+        from delf_core.training.dask_training import train_on_dask
+
+        result = train_on_dask(config, cluster, on_report=progress.report, on_steps=progress.steps)
+    else:
+        result = train_recorded(config, on_report=progress.report, on_steps=progress.steps)
     publish_train_summary(flags, result, started)
     return {"step": result.step, "resumed_from": result.resumed_from, "metrics": result.metrics}

@@ -7,8 +7,16 @@ import pytest
 
 from delf_cli.deployment_params import apply_overrides, deployment_parameters
 from delf_cli.main import main
+from delf_core.training.cluster_config import ClusterConfig
 from flows.gldv2 import gldv2
-from flows.params import BuildParams, DownloadParams, EvaluateParams, TrainParams, train_config
+from flows.params import (
+    BuildParams,
+    DownloadParams,
+    EvaluateParams,
+    TrainParams,
+    train_cluster,
+    train_config,
+)
 
 GROUPS = {
     "download": DownloadParams,
@@ -97,3 +105,14 @@ def test_delf_gldv2_names_an_unknown_deployment(capsys):
     assert "no deployment 'gldv2-huge'; there are: gldv2-full, gldv2-mini" in (
         capsys.readouterr().err
     )
+
+
+def test_train_on_dask_workers_trains_the_same_model():
+    on_dask = TrainParams(num_workers=2, stall_timeout=60, max_iters=9)
+    cluster = train_cluster(on_dask)
+    assert cluster == ClusterConfig(num_workers=2, stall_timeout=60) and cluster.enabled
+    # Where it runs is not what it trains: the run's identity (its cache key) is the same.
+    assert train_config(on_dask, "/r") == train_config(TrainParams(max_iters=9), "/r")
+    assert not train_cluster(TrainParams()).enabled
+    with pytest.raises(ValueError, match=r"^--dask_address=host:8786: expected a scheduler"):
+        train_cluster(TrainParams(dask_address="host:8786"))

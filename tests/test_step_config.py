@@ -12,7 +12,8 @@ from delf_cli.flags import build_config
 from delf_cli.main import SUBCOMMANDS, parse_args
 from delf_core import step_config
 from delf_core.export.config import ExportConfig
-from flows.params import BuildParams, DownloadParams, TrainParams
+from delf_core.training.cluster_config import ClusterConfig
+from flows.params import BuildParams, DownloadParams, TrainClusterParams, TrainParams
 
 # Subcommands whose flags are made from a step config, with the arguments they require.
 STEP_COMMANDS = {
@@ -22,8 +23,12 @@ STEP_COMMANDS = {
 }
 REQUIRED = {"download": ["0", "0", "0"]}
 # Flags of a command that are not options of its config: how or where it runs, not what.
-RUN_FLAGS = {"extract_features": {"beam"}, "make_mini_dataset": {"output_dir"}}
-FLOW_GROUPS = [DownloadParams, BuildParams, TrainParams]
+RUN_FLAGS = {
+    "extract_features": {"beam"},
+    "make_mini_dataset": {"output_dir"},
+    "train": {o.name for o in step_config.options(ClusterConfig)},
+}
+FLOW_GROUPS = [DownloadParams, BuildParams, TrainParams, TrainClusterParams]
 
 
 def test_every_pipeline_step_has_a_config():

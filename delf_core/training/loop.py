@@ -27,7 +27,7 @@ from delf_core.training.data_checks import (
     resolve_num_classes,
 )
 from delf_core.training.determinism import op_determinism
-from delf_core.training.distribute import make_cluster
+from delf_core.training.distribute import make_cluster, shard_by_batch
 from delf_core.training.outputs import (
     CHECKPOINT_DIR,
     MANIFEST_NAME,
@@ -136,6 +136,8 @@ def _train(
         drop_remainder=True,
         deterministic=config.deterministic,
     )
+    if config.deterministic and cluster.num_workers > 1:
+        train_data = shard_by_batch(train_data)  # the same batches as on one worker
     iterator = iter(strategy.experimental_distribute_dataset(train_data))
     # Validation images for the summaries; repeating is safe: the split holds a record.
     summary_images = iter(
