@@ -63,7 +63,7 @@ def test_bad_arguments_are_one_line_errors():
         top_k_by_similarity(queries, np.ones((5, 3), np.float32), 1)
     with pytest.raises(ValueError, match="cannot hold one query"):
         top_k_by_similarity(queries, index, 1, memory_bytes=10)
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="NaN or infinite"):
         top_k_by_similarity(queries, np.full((5, 4), np.nan, np.float32), 1)
 
 

@@ -15,10 +15,15 @@ from typing import Protocol
 import numpy as np
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3
-# Bytes per similarity while a block is cut: the float32 similarity, its partitioned
-# copy and the boolean mask of candidates, with room for numpy's temporaries.
-_BYTES_PER_SIMILARITY = 4 + 4 + 1 + 3
-# Fewer rows than this per block and the matrix products lose most of their speed.
+# Bytes per similarity of a block: the float32 product, and the cut of at most an eighth
+# of the block at a time, whose mask, survivors and keys take up to 32 bytes a similarity
+# (when every similarity in a row ties).
+_BYTES_PER_SIMILARITY = 4 + 32 // 8
+# Similarities cut at a time: its mask and sample stay in the cache.
+_CUT_SIMILARITIES = 1 << 20
+# The k-th best of every `_SAMPLE_STRIDE`-th similarity of a row is a lower bound of the
+# row's k-th best: only the few similarities at or above it get keys.
+_SAMPLE_STRIDE = 16
 _MIN_ROWS = 256
 _MAX_QUERY_ROWS = 8192
 _ID_MASK = np.uint64(0xFFFFFFFF)
@@ -93,29 +98,74 @@ def _largest(keys: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(keys, cut, axis=1)
 
 
-def _block_best(similarities: np.ndarray, first_id: int, k: int) -> np.ndarray:
-    """Keys of each row's best min(k, columns) similarities of one block.
+def _finite(descriptors: np.ndarray) -> np.ndarray:
+    # Checked on the descriptors, a fraction of the products' cost: NaN similarities
+    # would silently never rank.
+    if not np.isfinite(descriptors).all():
+        raise ValueError("descriptors hold NaN or infinite values")
+    return descriptors
 
-    Only the entries at or above the row's k-th largest value get keys: building keys
-    for the whole block would cost more than its matrix product.
-    """
+
+def _floor(best: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the similarity a candidate must reach to enter `best`: its k-th key's."""
+    if best.shape[1] < k:
+        return np.full(len(best), -np.inf, np.float32)
+    lowest = best.min(axis=1)
+    _, scores = _decode(lowest)
+    # Key 0 pads a row that has fewer than k candidates so far.
+    return np.where(lowest > 0, scores, np.float32(-np.inf)).astype(np.float32)
+
+
+def _cut_best(similarities: np.ndarray, first_id: int, k: int, floor: np.ndarray) -> np.ndarray:
+    """[rows, k] keys of each row's best k similarities at or above its floor; 0 pads."""
     num_rows, columns = similarities.shape
-    k = min(k, columns)
-    if columns > k:
-        kth = np.partition(similarities, columns - k, axis=1)[:, columns - k]
-        rows, cols = np.nonzero(similarities >= kth[:, None])
-    else:
-        rows, cols = np.divmod(np.arange(num_rows * columns), columns)
+    threshold = floor
+    stride = _SAMPLE_STRIDE if columns >= 4 * k * _SAMPLE_STRIDE else 1
+    sample = similarities[:, ::stride]
+    if sample.shape[1] > k:
+        cut = sample.shape[1] - k
+        threshold = np.maximum(floor, np.partition(sample, cut, axis=1)[:, cut])
+    rows, cols = np.nonzero(similarities >= threshold[:, None])
     keys = _sort_keys(similarities[rows, cols], cols + first_id)
     counts = np.bincount(rows, minlength=num_rows)
-    if counts.min(initial=k) < k:
-        raise ValueError("similarities hold NaN: descriptors with NaN or overflowing values")
-    if (counts == k).all():
-        return keys.reshape(num_rows, k)
-    # Ties at the k-th value: keep each row's k largest keys.
+    width = int(counts.max(initial=0))
+    if num_rows * width <= 2 * len(keys) + num_rows * k:
+        # Survivors come row by row: lay them out as a padded [rows, width] matrix.
+        starts = np.cumsum(counts) - counts
+        padded = np.zeros((num_rows, max(width, k)), np.uint64)
+        padded[rows, np.arange(len(rows)) - starts[rows]] = keys
+        return _largest(padded, k)
+    # Many ties at the threshold: keep each row's k largest keys.
     order = np.lexsort((~keys, rows))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return keys[order][starts[:, None] + np.arange(k)]
+    starts = np.cumsum(counts) - counts
+    taken = np.minimum(counts, k)
+    best = np.zeros((num_rows, k), np.uint64)
+    within = np.arange(k)
+    mask = within[None, :] < taken[:, None]
+    best[mask] = keys[order][(starts[:, None] + within)[mask]]
+    return best
+
+
+def _block_best(
+    similarities: np.ndarray, first_id: int, k: int, floor: np.ndarray
+) -> np.ndarray:
+    """[rows, k] keys of each row's best k similarities of one block (0 pads).
+
+    The block is cut a few rows at a time, and only similarities at or above both the
+    row's floor and a sampled bound of its k-th best get keys: building keys for the
+    whole block would cost more than its matrix product.
+    """
+    num_rows, columns = similarities.shape
+    step = max(1, min(_CUT_SIMILARITIES, num_rows * columns // 8) // max(columns, 1))
+    best = np.zeros((num_rows, k), np.uint64)
+    for start in range(0, num_rows, step):
+        part = slice(start, start + step)
+        best[part] = _cut_best(similarities[part], first_id, k, floor[part])
+    return best
+
+
+def _merge(best: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
+    return _largest(np.concatenate([best, keys], axis=1), k)
 
 
 def top_k_by_similarity(
@@ -156,15 +206,21 @@ def top_k_by_similarity(
     query_rows, index_rows = block_rows(num_queries, max(num_index, 1), dim, k, memory_bytes)
     ids = np.zeros((num_queries, k), np.int64)
     scores = np.zeros((num_queries, k), np.float32)
+    # One product buffer for every block: no fresh pages to fault in per block.
+    product = np.empty((min(query_rows, num_queries), min(index_rows, num_index)), np.float32)
     total, done = num_queries * num_index, 0
     for q_start in range(0, num_queries, query_rows):
-        block = np.ascontiguousarray(queries[q_start : q_start + query_rows], np.float32)
+        block = _finite(np.ascontiguousarray(queries[q_start : q_start + query_rows], np.float32))
         best = np.zeros((len(block), 0), np.uint64)
         for i_start in range(0, num_index, index_rows):
-            rows = np.ascontiguousarray(index[i_start : i_start + index_rows], np.float32)
-            keys = _block_best(block @ rows.T, i_start, k)
-            best = _largest(np.concatenate([best, keys], axis=1), k)
+            rows = _finite(np.ascontiguousarray(index[i_start : i_start + index_rows], np.float32))
+            similarities = product[: len(block), : len(rows)]
+            np.matmul(block, rows.T, out=similarities)
+            keys = _block_best(similarities, i_start, k, _floor(best, k))
+            best = _merge(best, keys, k)
             done += len(block) * len(rows)
+            # Freed before the next block is read: one index block at a time.
+            del rows, similarities
             if on_block is not None:
                 on_block(done, total)
         found = slice(q_start, q_start + len(block))
