@@ -98,12 +98,17 @@ def _largest(keys: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(keys, cut, axis=1)
 
 
-def _finite(descriptors: np.ndarray) -> np.ndarray:
-    # Checked on the descriptors, a fraction of the products' cost: NaN similarities
-    # would silently never rank.
-    if not np.isfinite(descriptors).all():
+def read_rows(matrix: Rows, start: int, count: int) -> np.ndarray:
+    """Rows start.. start+count of `matrix` as a contiguous float32 array, checked finite.
+
+    Raises:
+        ValueError: the rows hold NaN or infinite values (their similarities would
+            silently never rank); checked here at a fraction of the products' cost.
+    """
+    rows = np.ascontiguousarray(matrix[start : start + count], np.float32)
+    if not np.isfinite(rows).all():
         raise ValueError("descriptors hold NaN or infinite values")
-    return descriptors
+    return rows
 
 
 def _floor(best: np.ndarray, k: int) -> np.ndarray:
@@ -164,8 +169,24 @@ def _block_best(
     return best
 
 
-def _merge(best: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
-    return _largest(np.concatenate([best, keys], axis=1), k)
+class RunningTopK:
+    """The best `k` (similarity, id) of each of a block of queries, block after block.
+
+    Blocks may come in any order: the keys are unique, so the result is the same.
+    """
+
+    def __init__(self, num_queries: int, k: int):
+        self.k = k
+        self._best = np.zeros((num_queries, 0), np.uint64)
+
+    def add(self, similarities: np.ndarray, first_id: int) -> None:
+        """Takes a [queries, columns] block of similarities to index ids first_id...."""
+        keys = _block_best(similarities, first_id, self.k, _floor(self._best, self.k))
+        self._best = _largest(np.concatenate([self._best, keys], axis=1), self.k)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, similarities), best first."""
+        return _decode(np.sort(self._best, axis=1)[:, ::-1])
 
 
 def top_k_by_similarity(
@@ -210,19 +231,18 @@ def top_k_by_similarity(
     product = np.empty((min(query_rows, num_queries), min(index_rows, num_index)), np.float32)
     total, done = num_queries * num_index, 0
     for q_start in range(0, num_queries, query_rows):
-        block = _finite(np.ascontiguousarray(queries[q_start : q_start + query_rows], np.float32))
-        best = np.zeros((len(block), 0), np.uint64)
+        block = read_rows(queries, q_start, query_rows)
+        best = RunningTopK(len(block), k)
         for i_start in range(0, num_index, index_rows):
-            rows = _finite(np.ascontiguousarray(index[i_start : i_start + index_rows], np.float32))
+            rows = read_rows(index, i_start, index_rows)
             similarities = product[: len(block), : len(rows)]
             np.matmul(block, rows.T, out=similarities)
-            keys = _block_best(similarities, i_start, k, _floor(best, k))
-            best = _merge(best, keys, k)
+            best.add(similarities, i_start)
             done += len(block) * len(rows)
             # Freed before the next block is read: one index block at a time.
             del rows, similarities
             if on_block is not None:
                 on_block(done, total)
         found = slice(q_start, q_start + len(block))
-        ids[found], scores[found] = _decode(np.sort(best, axis=1)[:, ::-1])
+        ids[found], scores[found] = best.result()
     return TopK(ids, scores)
