@@ -114,7 +114,9 @@ def search_with_positions(
     if k < 1:
         raise ValueError(f"k={k}: must be at least 1")
     if index.shape[1] != dim:
-        raise ValueError(f"queries have {dim} values per descriptor but the index has {index.shape[1]}")
+        raise ValueError(
+            f"queries have {dim} values per descriptor but the index has {index.shape[1]}"
+        )
     k = min(k, num_index)
     query_rows, index_rows = block_rows(num_queries, max(num_index, 1), dim, k, memory_bytes)
     ids = np.zeros((num_queries, k), np.int64)
@@ -128,13 +130,14 @@ def search_with_positions(
         thresholds = [np.zeros(len(t), np.float32) for t in wanted]
         counts = [np.zeros(len(t), np.int64) for t in wanted]
 
-        def multiply(i_start: int) -> np.ndarray:
+        def multiply(i_start: int, block: np.ndarray = block) -> np.ndarray:
             rows = read_rows(index, i_start, index_rows)
             similarities = product[: len(block), : len(rows)]
             np.matmul(block, rows.T, out=similarities)
             return similarities
 
-        holding = _blocks_holding(np.concatenate([*wanted, np.zeros(0, np.int64)]), num_index, index_rows)
+        every_target = np.concatenate([*wanted, np.zeros(0, np.int64)])
+        holding = _blocks_holding(every_target, num_index, index_rows)
         for i_start in holding:
             _gather(multiply(i_start), i_start, wanted, thresholds)
         # The last block multiplied is still in `product`: counted first, not redone.
