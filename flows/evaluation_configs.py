@@ -14,6 +14,7 @@ import numpy as np
 from delf_core.export.config import EXPORT_KINDS
 from delf_core.features.presets import DELG_PRESET, SEED_PRESET, load_preset
 from delf_core.gldv2.revisited import GROUND_TRUTH_NAME
+from delf_core.retrieval.top_k import DEFAULT_MEMORY_BYTES
 from delf_core.training.config import TrainConfig
 
 # The seed README's names, under the output folder.
@@ -97,6 +98,7 @@ class PerformRetrievalConfig:
         ground_truth_name: The Revisited ground truth, under `output_dir`.
         features_dir: `query/` and `index/` features go under it.
         results_dir: metrics.txt goes here.
+        search_memory_bytes: Bound on the global search's working memory.
     """
 
     # On, as the DELG instructions run perform_retrieval (the command's default is off).
@@ -106,6 +108,7 @@ class PerformRetrievalConfig:
     ground_truth_name: str = GROUND_TRUTH_NAME
     features_dir: str = "data/gldv2_features"
     results_dir: str = "results/gldv2"
+    search_memory_bytes: int = DEFAULT_MEMORY_BYTES
 
 
 def model_output_dir(train: TrainConfig, output_dir: str | None) -> str:

@@ -213,3 +213,30 @@ def test_a_rerun_keeps_current_metrics_and_new_features_are_ranked_again(
     assert "Wrote" in capsys.readouterr().out
     assert main(argv) == 0
     assert "is current" in capsys.readouterr().out
+
+
+def test_geometric_verification_reads_and_reranks_distractors(benchmark_files, tmp_path, caplog):
+    import shutil
+
+    from delf_core.retrieval.metrics import read_metrics_file
+
+    dataset, query_dir, index_dir = benchmark_files
+    # A distractor of q0's building: globally closer than q0's match, as many inliers.
+    distractors = tmp_path / "r1m" / "dup"
+    distractors.mkdir(parents=True)
+    shutil.copy(index_dir / "q0_match.delg_local", distractors / "copy.delg_local")
+    shutil.copy(index_dir / "q0_other0.delg_global", distractors / "copy.delg_global")
+    argv = [
+        "perform_retrieval", f"--dataset_file_path={dataset}",
+        f"--query_features_dir={query_dir}", f"--index_features_dir={index_dir}",
+        f"--output_dir={tmp_path / 'out'}", f"--distractor_features_dir={tmp_path / 'r1m'}",
+        "--use_geometric_verification", "--num_workers=1",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    after = read_metrics_file(str(tmp_path / "out" / "metrics.txt")).mean_average_precision
+    # q0's match now second, after the distractor (AP 1/4); q1's first: (0.25 + 1) / 2.
+    assert after["medium_after_gv"] == pytest.approx(0.625)
+    (distractors / "copy.delg_local").unlink()
+    assert main([*argv, f"--output_dir={tmp_path / 'out2'}"]) == 1
+    assert "copy.delg_local" in caplog.text
+    assert not (tmp_path / "out2").exists()

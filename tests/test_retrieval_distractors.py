@@ -45,8 +45,8 @@ def tied_benchmark(tmp_path_factory):
     for i, vector in enumerate(index):
         _write(root / "index", f"i{i}", vector)
     dataset = root / "gnd.pkl"
-    dataset.write_bytes(pickle.dumps({"qimlist": [f"q{q}" for q in range(6)],
-                                      "imlist": [f"i{i}" for i in range(60)], "gnd": gnd}))  # fmt: skip
+    names = {"qimlist": [f"q{q}" for q in range(6)], "imlist": [f"i{i}" for i in range(60)]}
+    dataset.write_bytes(pickle.dumps({**names, "gnd": gnd}))
     return root, dataset, queries, index, gnd
 
 
@@ -92,8 +92,8 @@ def one_query(tmp_path):
     _write(tmp_path / "query", "q0", query)
     gnd = [{"bbx": [0, 0, 1, 1], "easy": [0, 3], "hard": [], "junk": []}]
     dataset = tmp_path / "gnd.pkl"
-    dataset.write_bytes(pickle.dumps({"qimlist": ["q0"],
-                                      "imlist": [f"i{i}" for i in range(10)], "gnd": gnd}))  # fmt: skip
+    names = {"qimlist": ["q0"], "imlist": [f"i{i}" for i in range(10)]}
+    dataset.write_bytes(pickle.dumps({**names, "gnd": gnd}))
     return tmp_path, dataset
 
 

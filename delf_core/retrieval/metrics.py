@@ -259,9 +259,7 @@ def compute_metrics_from_positions(
     return _means(average_precisions, precisions, recalls)
 
 
-def _means(
-    average_precisions: np.ndarray, precisions: np.ndarray, recalls: np.ndarray
-) -> Metrics:
+def _means(average_precisions: np.ndarray, precisions: np.ndarray, recalls: np.ndarray) -> Metrics:
     valid = ~np.isnan(average_precisions)
     num_valid = int(valid.sum())
     if num_valid:

@@ -151,9 +151,7 @@ def _cut_best(similarities: np.ndarray, first_id: int, k: int, floor: np.ndarray
     return best
 
 
-def _block_best(
-    similarities: np.ndarray, first_id: int, k: int, floor: np.ndarray
-) -> np.ndarray:
+def _block_best(similarities: np.ndarray, first_id: int, k: int, floor: np.ndarray) -> np.ndarray:
     """[rows, k] keys of each row's best k similarities of one block (0 pads).
 
     The block is cut a few rows at a time, and only similarities at or above both the
