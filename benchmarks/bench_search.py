@@ -165,9 +165,19 @@ def run_child(spec: dict) -> dict:
         index = np.load(spec["path"], mmap_mode="r")
     query_rows, index_rows = block_rows(num_queries, num_index, dim, spec["k"], spec["memory"])
     before = _rss_anon_bytes()
+    start = time.perf_counter()
+    shown = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        # On stderr, which the parent passes through: a long size shows its rate as it goes.
+        if done == total or done >= shown[0] + total / 20:
+            shown[0] = done
+            elapsed = time.perf_counter() - start
+            print(f"  {done / total:6.1%} of {num_queries}x{num_index} in {elapsed:7.1f} s: "
+                  f"{done / elapsed / 1e6:.2f} Msims/s", file=sys.stderr, flush=True)  # fmt: skip
+
     with PeakSampler() as sampler:
-        start = time.perf_counter()
-        found = top_k_by_similarity(queries, index, spec["k"], spec["memory"])
+        found = top_k_by_similarity(queries, index, spec["k"], spec["memory"], progress)
         search_s = time.perf_counter() - start
     if found.ids.shape != (num_queries, min(spec["k"], num_index)):
         raise RuntimeError(f"search returned {found.ids.shape}")
@@ -218,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
                 child = subprocess.run(
                     [sys.executable, __file__, "--child", json.dumps(spec)],
                     check=True,
-                    capture_output=True,
+                    stdout=subprocess.PIPE,
                     text=True,
                 )
                 row = json.loads(child.stdout.strip().splitlines()[-1])

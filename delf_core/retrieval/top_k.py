@@ -106,7 +106,9 @@ def read_rows(matrix: Rows, start: int, count: int) -> np.ndarray:
             silently never rank); checked here at a fraction of the products' cost.
     """
     rows = np.ascontiguousarray(matrix[start : start + count], np.float32)
-    if not np.isfinite(rows).all():
+    # A float64 sum is NaN or infinite exactly when some value is (float32 values cannot
+    # overflow it), and needs no [rows, dim] mask.
+    if not np.isfinite(rows.sum(dtype=np.float64)):
         raise ValueError("descriptors hold NaN or infinite values")
     return rows
 
