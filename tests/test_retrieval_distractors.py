@@ -107,7 +107,8 @@ def _medium_map(path) -> str:
     return path.read_text().split("medium\n")[1].splitlines()[0].strip()
 
 
-def test_a_closer_distractor_pushes_the_positives_down_one_rank(one_query, capsys):
+def test_a_closer_distractor_pushes_the_positives_down_one_rank(one_query, caplog):
+    caplog.set_level("INFO")
     root, dataset = one_query
     assert main(_argv(dataset, root, root / "plain")) == 0
     # Positives at ranks 0 and 3: AP = (1 + 1 + 1/3 + 2/4) / 4.
@@ -123,6 +124,8 @@ def test_a_closer_distractor_pushes_the_positives_down_one_rank(one_query, capsy
     text = (root / "r1m_out" / "metrics.txt").read_text()
     assert _medium_map(root / "r1m_out" / "metrics.txt") == "mAP=28.75"
     assert "mP@k[ 1  5 10] [ 0. 40. 40.]" in text
+    # The search says how far it is: 1 query x (10 index + 2 distractor) similarities.
+    assert "global_search: 12/12 similarities" in caplog.text
 
 
 def test_distractors_less_similar_than_every_index_image_change_nothing(one_query):

@@ -1,8 +1,9 @@
 """Global search in bounded memory: blocked dot products with a running top-k.
 
 No [queries x index] matrix is ever built: the index is read in blocks of rows, each
-block's similarities are cut to their best k per query at once, and merged with the
-best k so far. The result equals a stable full sort of the similarities (ties go to
+block's similarities are cut to their best k per query at once (only those at or above
+a sampled bound of the k-th best, and the k-th best so far, are sorted), and merged with
+the best k so far. The result equals a stable full sort of the similarities (ties go to
 the lower index id), whatever the block sizes.
 """
 
@@ -15,10 +16,11 @@ from typing import Protocol
 import numpy as np
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3
-# Bytes per similarity of a block: the float32 product, and the cut of at most an eighth
-# of the block at a time, whose mask, survivors and keys take up to 32 bytes a similarity
-# (when every similarity in a row ties).
-_BYTES_PER_SIMILARITY = 4 + 32 // 8
+# Bytes per similarity of a block: the float32 product, and the cut of at most a
+# sixteenth of the block at a time, whose mask, survivors, keys and their order take up
+# to 48 bytes a similarity (when every similarity in a row ties).
+_CUT_FRACTION = 16
+_BYTES_PER_SIMILARITY = 4 + 48 // _CUT_FRACTION
 # Similarities cut at a time: its mask and sample stay in the cache.
 _CUT_SIMILARITIES = 1 << 20
 # The k-th best of every `_SAMPLE_STRIDE`-th similarity of a row is a lower bound of the
@@ -161,7 +163,7 @@ def _block_best(similarities: np.ndarray, first_id: int, k: int, floor: np.ndarr
     whole block would cost more than its matrix product.
     """
     num_rows, columns = similarities.shape
-    step = max(1, min(_CUT_SIMILARITIES, num_rows * columns // 8) // max(columns, 1))
+    step = max(1, min(_CUT_SIMILARITIES, num_rows * columns // _CUT_FRACTION) // max(columns, 1))
     best = np.zeros((num_rows, k), np.uint64)
     for start in range(0, num_rows, step):
         part = slice(start, start + step)
