@@ -23,9 +23,9 @@ from delf_core.retrieval.top_k import DEFAULT_MEMORY_BYTES, block_rows, top_k_by
 
 QUICK_SIZES = "200x20000,1000x100000"
 DEFAULT_SIZES = "1000x100000,1000x1000000,10000x1000000"
-# The GEMM bound covers the whole [Q, N] product up to this many similarities; past it,
-# a slice of whole blocks of the search's shapes, at least `_MIN_GEMM_BLOCKS` of them.
-_FULL_GEMM_SIMILARITIES = 2 * 10**9
+# The GEMM bound covers the whole [Q, N] product when the index and the product fit in
+# this many bytes; past it, GEMMs of whole blocks of the search's shapes.
+_FULL_GEMM_BYTES = 2 * 1024**3
 _MIN_GEMM_BLOCKS = 3
 _POOL_ROWS = 4096
 
@@ -128,7 +128,8 @@ class PeakSampler:
 def _gemm_rate(queries, index, query_rows: int, index_rows: int) -> tuple[float, str]:
     """Similarities per second of plain `out = A @ B.T` GEMMs, on in-memory arrays."""
     num_queries, num_index = queries.shape[0], index.shape[0]
-    if num_queries * num_index <= _FULL_GEMM_SIMILARITIES:
+    dim = queries.shape[1]
+    if (num_index * dim + num_queries * num_index) * 4 <= _FULL_GEMM_BYTES:
         a = np.ascontiguousarray(queries[0:num_queries])
         b = np.ascontiguousarray(index[0:num_index])
         out = np.empty((num_queries, num_index), np.float32)
