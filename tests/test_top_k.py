@@ -76,7 +76,7 @@ def test_blocks_grow_to_use_the_memory_given():
 
 def test_a_block_where_every_similarity_ties_stays_within_the_bound():
     # Duplicate descriptors: every similarity of a row ties, the cut's worst case.
-    queries, index = np.ones((64, 32), np.float32), np.ones((80_000, 32), np.float32)
+    queries, index = np.ones((64, 32), np.float32), np.ones((20_000, 32), np.float32)
     bound = 2 * 1024**2
     tracemalloc.start()
     found = top_k_by_similarity(queries, index, 100, memory_bytes=bound)
