@@ -10,7 +10,9 @@ the lower index id), whatever the block sizes.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -155,19 +157,39 @@ def _cut_best(similarities: np.ndarray, first_id: int, k: int, floor: np.ndarray
     return best
 
 
+def _cores() -> int:
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:  # not on Linux
+        return max(1, min(8, os.cpu_count() or 1))
+
+
 def _block_best(similarities: np.ndarray, first_id: int, k: int, floor: np.ndarray) -> np.ndarray:
     """[rows, k] keys of each row's best k similarities of one block (0 pads).
 
     The block is cut a few rows at a time, and only similarities at or above both the
     row's floor and a sampled bound of its k-th best get keys: building keys for the
-    whole block would cost more than its matrix product.
+    whole block would cost more than its matrix product. The cuts run on every core
+    (NumPy lets go of the GIL), between the products, which have the cores to themselves.
     """
     num_rows, columns = similarities.shape
-    step = max(1, min(_CUT_SIMILARITIES, num_rows * columns // _CUT_FRACTION) // max(columns, 1))
+    workers = _cores()
+    # With `workers` cuts in flight, each is a smaller part of the block.
+    most = num_rows * columns // (_CUT_FRACTION * workers)
+    step = max(1, min(_CUT_SIMILARITIES, most) // max(columns, 1))
     best = np.zeros((num_rows, k), np.uint64)
-    for start in range(0, num_rows, step):
+
+    def cut(start: int) -> None:
         part = slice(start, start + step)
         best[part] = _cut_best(similarities[part], first_id, k, floor[part])
+
+    starts = range(0, num_rows, step)
+    if workers == 1 or len(starts) < 2 * workers:
+        for start in starts:
+            cut(start)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(cut, starts))
     return best
 
 
