@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_match_images.py
 	$(PY) benchmarks/bench_extract_features.py
 	$(PY) benchmarks/bench_perform_retrieval.py
+	$(PY) benchmarks/bench_search.py --sizes 1000x100000,2000x400000
 	$(PY) benchmarks/bench_mini_retrieval.py
 	$(PY) benchmarks/bench_flow_start.py
 

@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 
 from delf_core.features.feature_io import LocalFeatures
 from delf_core.retrieval.rerank import RerankConfig, rerank_by_geometric_verification
-from delf_core.retrieval.search import rank_by_similarity
+from delf_core.retrieval.top_k import top_k_by_similarity
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.num_features} local features of {args.dim}-d each, {args.workers} workers"
     )
     start = time.perf_counter()
-    ranks, similarities = rank_by_similarity(queries, index)
+    top = top_k_by_similarity(queries, index, RerankConfig().num_to_rerank)
+    ranks, similarities = top.ids, top.scores
     search_s = time.perf_counter() - start
     print(f"global_search_total_s {search_s:.3f}")
     print(f"global_search_ms_per_query {1e3 * search_s / args.num_queries:.2f}")

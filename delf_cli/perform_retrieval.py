@@ -20,15 +20,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from delf_cli.progress import StepProgress
     from delf_core.retrieval.current import perform_retrieval_if_stale
     from delf_core.retrieval.metrics import PR_RANKS
 
+    # A bar on a terminal, else log lines: the search over a million distractors, and
+    # the re-ranking, take a while.
+    searching = StepProgress("global_search", "similarities")
+    verifying = StepProgress("perform_retrieval", "queries")
     # As the flow's task: a metrics.txt of the same flags, ground truth and features is kept.
     try:
-        outcome = perform_retrieval_if_stale(build_config(args, RetrievalConfig))
+        outcome = perform_retrieval_if_stale(
+            build_config(args, RetrievalConfig), on_query=verifying, on_block=searching
+        )
     except (OSError, ValueError) as error:
         log.error("%s", error)
         return 1
+    finally:
+        searching.close()
+        verifying.close()
     if outcome.result is not None:
         mean_ap = outcome.result.mean_average_precision
         precisions, recalls = outcome.result.mean_precisions, outcome.result.mean_recalls

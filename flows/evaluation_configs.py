@@ -14,6 +14,7 @@ import numpy as np
 from delf_core.export.config import EXPORT_KINDS
 from delf_core.features.presets import DELG_PRESET, SEED_PRESET, load_preset
 from delf_core.gldv2.revisited import GROUND_TRUTH_NAME
+from delf_core.retrieval.top_k import DEFAULT_MEMORY_BYTES
 from delf_core.training.config import TrainConfig
 
 # The seed README's names, under the output folder.
@@ -102,6 +103,7 @@ class PerformRetrievalConfig:
             Beam job, which spreads GLDv2's 761k index images over its workers.
         index_pipeline_options: The Beam job's other flags, e.g.
             `--dask_client_address=tcp://scheduler:8786` or `--project=...`.
+        search_memory_bytes: Bound on the global search's working memory.
     """
 
     # On, as the DELG instructions run perform_retrieval (the command's default is off).
@@ -113,6 +115,7 @@ class PerformRetrievalConfig:
     results_dir: str = "results/gldv2"
     index_runner: str | None = None
     index_pipeline_options: tuple[str, ...] = ()
+    search_memory_bytes: int = DEFAULT_MEMORY_BYTES
 
 
 def model_output_dir(train: TrainConfig, output_dir: str | None) -> str:

@@ -146,7 +146,10 @@ def perform_retrieval_task(config: RetrievalConfig) -> dict:
     started = time.monotonic()
     # Re-ranking verifies every query's top results: the slow part on GLDv2.
     outcome = perform_retrieval_if_stale(
-        config, on_query=step_progress("perform_retrieval", "queries")
+        config,
+        on_query=step_progress("perform_retrieval", "queries"),
+        # With a million distractors the global search takes a while too.
+        on_block=step_progress("global_search", "similarities"),
     )
     metrics_path, text = outcome.metrics_path, outcome.text
     # As the file holds them (2 decimals), so a rerun returns the same numbers.
@@ -242,6 +245,7 @@ def perform_retrieval(train: TrainConfig, check: PerformRetrievalConfig, dataset
             index_features_dir=extracted["index"]["output_dir"],
             use_geometric_verification=check.use_geometric_verification,
             output_dir=storage.join(output_dir, check.results_dir),
+            search_memory_bytes=check.search_memory_bytes,
         )
     )
     for name, value in sorted(retrieval["mean_average_precision"].items()):

@@ -11,7 +11,6 @@ from delf_cli.main import main
 from delf_core.features import datum_io, feature_io
 from delf_core.features.feature_io import LocalFeatures
 from delf_core.retrieval.rerank import RerankConfig, count_inliers, rerank_by_geometric_verification
-from delf_core.retrieval.search import rank_by_similarity
 
 DIM = 32
 
@@ -61,11 +60,10 @@ def test_inliers_separate_the_same_building_from_others():
 def test_geometric_verification_promotes_the_true_match_and_skips_junk():
     query, index = _scene()
     # Global similarity ranks the true match (id 1) last.
-    similarities = np.array([[0.9, 0.5, 0.7]], np.float32)
-    ranks = np.argsort(-similarities, axis=1).astype(np.int32)
+    top_ids, top_scores = np.array([[0, 2, 1]]), np.array([[0.9, 0.7, 0.5]], np.float32)
     reranked = rerank_by_geometric_verification(
-        ranks,
-        similarities,
+        top_ids,
+        top_scores,
         {"medium": [np.array([], np.int64)], "hard": [np.array([1])]},
         [query],
         lambda i: index[i],
@@ -82,7 +80,8 @@ def test_parallel_reranking_equals_one_process():
     queries = [scene[0] for scene in scenes]
     index = [features for scene in scenes for features in scene[1]]
     similarities = rng.uniform(size=(4, len(index))).astype(np.float32)
-    ranks = np.argsort(-similarities, axis=1).astype(np.int32)
+    ranks = np.argsort(-similarities, axis=1, kind="stable")
+    similarities = np.take_along_axis(similarities, ranks, axis=1)
     junk = {"medium": [np.array([], np.int64)] * 4}
     loads = []
 
@@ -107,15 +106,6 @@ def test_parallel_reranking_equals_one_process():
     np.testing.assert_array_equal(serial["medium"], parallel["medium"])
     # Progress is told as each query's verification comes back, from none to all.
     assert verified == [(done, 4) for done in range(5)]
-
-
-def test_rank_by_similarity_is_descending_dot_product():
-    ranks, similarities = rank_by_similarity(
-        np.array([[1.0, 0.0], [0.0, 1.0]], np.float32),
-        np.array([[0.6, 0.8], [1.0, 0.0], [0.0, -1.0]], np.float32),
-    )
-    assert ranks.tolist() == [[1, 0, 2], [0, 1, 2]]
-    np.testing.assert_allclose(similarities[0], [0.6, 1.0, 0.0])
 
 
 @pytest.fixture()
@@ -223,3 +213,30 @@ def test_a_rerun_keeps_current_metrics_and_new_features_are_ranked_again(
     assert "Wrote" in capsys.readouterr().out
     assert main(argv) == 0
     assert "is current" in capsys.readouterr().out
+
+
+def test_geometric_verification_reads_and_reranks_distractors(benchmark_files, tmp_path, caplog):
+    import shutil
+
+    from delf_core.retrieval.metrics import read_metrics_file
+
+    dataset, query_dir, index_dir = benchmark_files
+    # A distractor of q0's building: globally closer than q0's match, as many inliers.
+    distractors = tmp_path / "r1m" / "dup"
+    distractors.mkdir(parents=True)
+    shutil.copy(index_dir / "q0_match.delg_local", distractors / "copy.delg_local")
+    shutil.copy(index_dir / "q0_other0.delg_global", distractors / "copy.delg_global")
+    argv = [
+        "perform_retrieval", f"--dataset_file_path={dataset}",
+        f"--query_features_dir={query_dir}", f"--index_features_dir={index_dir}",
+        f"--output_dir={tmp_path / 'out'}", f"--distractor_features_dir={tmp_path / 'r1m'}",
+        "--use_geometric_verification", "--num_workers=1",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    after = read_metrics_file(str(tmp_path / "out" / "metrics.txt")).mean_average_precision
+    # q0's match now second, after the distractor (AP 1/4); q1's first: (0.25 + 1) / 2.
+    assert after["medium_after_gv"] == pytest.approx(0.625)
+    (distractors / "copy.delg_local").unlink()
+    assert main([*argv, f"--output_dir={tmp_path / 'out2'}"]) == 1
+    assert "copy.delg_local" in caplog.text
+    assert not (tmp_path / "out2").exists()

@@ -63,7 +63,7 @@ def test_bad_arguments_are_one_line_errors():
         top_k_by_similarity(queries, np.ones((5, 3), np.float32), 1)
     with pytest.raises(ValueError, match="cannot hold one query"):
         top_k_by_similarity(queries, index, 1, memory_bytes=10)
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="NaN or infinite"):
         top_k_by_similarity(queries, np.full((5, 4), np.nan, np.float32), 1)
 
 
@@ -72,3 +72,15 @@ def test_blocks_grow_to_use_the_memory_given():
     large = block_rows(10_000, 1_000_000, 2048, 100, 2 * 1024**3)
     assert large[0] * large[1] > 4 * small[0] * small[1]
     assert min(large) >= 256
+
+
+def test_a_block_where_every_similarity_ties_stays_within_the_bound():
+    # Duplicate descriptors: every similarity of a row ties, the cut's worst case.
+    queries, index = np.ones((64, 32), np.float32), np.ones((20_000, 32), np.float32)
+    bound = 2 * 1024**2
+    tracemalloc.start()
+    found = top_k_by_similarity(queries, index, 100, memory_bytes=bound)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak <= bound, f"peak {peak} bytes over the {bound} bound"
+    assert found.ids.tolist() == [list(range(100))] * 64

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 
 from delf_core import __version__, manifests, storage
 from delf_core.features.record import features_fingerprint
@@ -50,13 +51,24 @@ class RetrievalOutcome:
 def computed_from(config: RetrievalConfig) -> dict:
     """What metrics.txt depends on: flags, ground truth and both features folders."""
     flags = dataclasses.asdict(config)
-    flags.pop("num_workers")  # how many processes re-rank does not change the ranking
-    return {
+    # How many processes re-rank, and in how much memory the search runs, do not
+    # change the ranking.
+    flags.pop("num_workers")
+    flags.pop("search_memory_bytes")
+    flags["distractor_features_dir"] = list(config.distractor_features_dir)  # as JSON reads it
+    inputs = {
         "flags": flags,
         "ground_truth": manifests.sha256_file(config.dataset_file_path),
         "query_features": features_fingerprint(config.query_features_dir),
         "index_features": features_fingerprint(config.index_features_dir),
     }
+    if config.distractor_features_dir:
+        inputs["distractor_features"] = [
+            features_fingerprint(folder) for folder in config.distractor_features_dir
+        ]
+    if config.distractor_list:
+        inputs["distractor_list"] = manifests.sha256_file(config.distractor_list)
+    return inputs
 
 
 def retrieval_identity(config: RetrievalConfig) -> str:
@@ -83,13 +95,15 @@ def retrieval_is_current(config: RetrievalConfig) -> bool:
 
 
 def perform_retrieval_if_stale(
-    config: RetrievalConfig, on_query: QueryProgress | None = None
+    config: RetrievalConfig,
+    on_query: QueryProgress | None = None,
+    on_block: Callable[[int, int], None] | None = None,
 ) -> RetrievalOutcome:
     """Performs retrieval unless metrics.txt is current; then writes its manifest, last.
 
     Args:
         config: The flags of `delf perform_retrieval`.
-        on_query: See `perform_retrieval`.
+        on_query, on_block: See `perform_retrieval`.
 
     Returns:
         What was done, and the metrics as metrics.txt holds them.
@@ -101,7 +115,7 @@ def perform_retrieval_if_stale(
     result = None
     if not retrieval_is_current(config):
         inputs = computed_from(config)
-        result = perform_retrieval(config, on_query)
+        result = perform_retrieval(config, on_query, on_block)
         # Last, so that it never vouches for a metrics.txt that is not all there.
         manifests.write_json(
             storage.join(config.output_dir, MANIFEST_NAME),

@@ -207,13 +207,67 @@ def compute_metrics(
         adjusted = adjust_positive_ranks(positive_ranks, np.flatnonzero(is_junk[ranked[q]]))
         average_precisions[q] = average_precision(adjusted)
         precisions[q], recalls[q] = precision_recall_at_ranks(adjusted, k)
+    return _means(average_precisions, precisions, recalls)
+
+
+def compute_metrics_from_positions(
+    positive_positions: Sequence[np.ndarray | None],
+    junk_positions: Sequence[np.ndarray],
+    num_ranked: int,
+    desired_pr_ranks: Sequence[int],
+) -> Metrics:
+    """`compute_metrics` from where the positives and junk images stand in each ranking.
+
+    The metrics need no more of a ranked list than those positions, so a search can
+    count them in bounded memory instead of sorting the whole index per query.
+
+    Args:
+        positive_positions: Per query, the 0-based positions of its `ok` images in its
+            full ranked list (each image once); None for a query with an empty `ok`
+            list, which gets NaN and is left out of the means, as in `compute_metrics`.
+        junk_positions: Per query, the 0-based positions of its junk images.
+        num_ranked: The length of every ranked list (the index size).
+        desired_pr_ranks: The ranks k (1-based) for precision and recall.
+
+    Returns:
+        The metrics, equal to `compute_metrics` on the full ranked lists.
+
+    Raises:
+        ValueError: A desired rank exceeds `num_ranked`, or the two lists differ in length.
+    """
+    if len(positive_positions) != len(junk_positions):
+        raise ValueError(
+            f"{len(positive_positions)} queries of positive positions but "
+            f"{len(junk_positions)} of junk positions"
+        )
+    k = _ids(desired_pr_ranks)
+    if k.size and k.max() > num_ranked:
+        raise ValueError(
+            f"Requested PR ranks up to {k.max()}, larger than the number of index images "
+            f"({num_ranked})"
+        )
+    num_queries = len(positive_positions)
+    average_precisions = np.full(num_queries, np.nan)
+    precisions = np.full((num_queries, k.size), np.nan)
+    recalls = np.full((num_queries, k.size), np.nan)
+    for q, positions in enumerate(positive_positions):
+        if positions is None:
+            continue
+        adjusted = adjust_positive_ranks(np.sort(_ids(positions)), junk_positions[q])
+        average_precisions[q] = average_precision(adjusted)
+        precisions[q], recalls[q] = precision_recall_at_ranks(adjusted, k)
+    return _means(average_precisions, precisions, recalls)
+
+
+def _means(average_precisions: np.ndarray, precisions: np.ndarray, recalls: np.ndarray) -> Metrics:
     valid = ~np.isnan(average_precisions)
     num_valid = int(valid.sum())
     if num_valid:
         mean_ap = float(average_precisions[valid].mean())
         mean_p, mean_r = precisions[valid].mean(axis=0), recalls[valid].mean(axis=0)
     else:
-        mean_ap, mean_p, mean_r = float("nan"), np.full(k.size, np.nan), np.full(k.size, np.nan)
+        size = precisions.shape[1]
+        mean_ap, mean_p, mean_r = float("nan"), np.full(size, np.nan), np.full(size, np.nan)
     return Metrics(mean_ap, mean_p, mean_r, average_precisions, precisions, recalls)
 
 

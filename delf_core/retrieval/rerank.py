@@ -62,19 +62,22 @@ def count_inliers(query: LocalFeatures, index: LocalFeatures, config: RerankConf
     return result.num_inliers
 
 
-def candidates(ranks: np.ndarray, junk: np.ndarray, count: int) -> np.ndarray:
-    """The first `count` index ids of `ranks` that are not junk."""
-    kept = ranks[~np.isin(ranks, junk)]
+def candidates(top_ids: np.ndarray, junk: np.ndarray, count: int) -> np.ndarray:
+    """The first `count` index ids of `top_ids` that are not junk."""
+    kept = top_ids[~np.isin(top_ids, junk)]
     return kept[:count]
 
 
-def reorder(ranks: np.ndarray, similarities: np.ndarray, inliers: dict[int, int]) -> np.ndarray:
-    """All index ids by descending (inliers, global similarity); unverified have 0."""
-    scores = np.zeros(len(ranks), np.int64)
-    for index_id, count in inliers.items():
-        scores[index_id] = count
+def reorder(top_ids: np.ndarray, top_scores: np.ndarray, inliers: dict[int, int]) -> np.ndarray:
+    """The top ids by descending (inliers, global similarity); unverified ones have 0.
+
+    `top_ids` is in global order (descending similarity, equal ones lower id first), and
+    the sort is stable, so ids without inliers keep that order among themselves, and
+    every id past the top keeps its place in the full ranking.
+    """
+    counts = np.array([inliers.get(int(i), 0) for i in top_ids], np.int64)
     # lexsort sorts by the last key first; negate both for descending order.
-    return np.lexsort((-similarities, -scores)).astype(ranks.dtype)
+    return top_ids[np.lexsort((-top_scores, -counts))]
 
 
 # Read by forked workers: set before the pool starts, inherited without pickling.
@@ -109,8 +112,8 @@ QueryProgress = Callable[[int, int], None]
 
 
 def rerank_by_geometric_verification(
-    ranks: np.ndarray,
-    similarities: np.ndarray,
+    top_ids: np.ndarray,
+    top_scores: np.ndarray,
     junk_per_protocol: dict[str, Sequence[np.ndarray]],
     query_features: Sequence[LocalFeatures],
     load_index_features: Callable[[int], LocalFeatures],
@@ -123,8 +126,10 @@ def rerank_by_geometric_verification(
     each index image's features are read once, however many queries it serves.
 
     Args:
-        ranks: [Q, N] index ids by descending global similarity.
-        similarities: [Q, N] global similarity of each query to each index id.
+        top_ids: [Q, K] each query's best index ids by descending global similarity
+            (equal similarities lower id first), K at least `num_to_rerank` plus the
+            query's junk ids among them, so that enough non-junk ones are verified.
+        top_scores: [Q, K] their global similarities.
         junk_per_protocol: Per protocol name, each query's junk index ids, which are
             left out of the verified candidates.
         query_features: Each query's local features.
@@ -133,14 +138,16 @@ def rerank_by_geometric_verification(
         on_query: Called with (queries verified, queries) after each query.
 
     Returns:
-        Per protocol, the [Q, N] re-ranked index ids.
+        Per protocol, the [Q, K] re-ranked top ids: the first K of the re-ranked full
+        ranking, past which every id keeps its global place.
     """
-    wanted: dict[int, set[int]] = {q: set() for q in range(len(ranks))}
+    num_queries = len(top_ids)
+    wanted: dict[int, set[int]] = {q: set() for q in range(num_queries)}
     chosen = {}
     for protocol, junk in junk_per_protocol.items():
         chosen[protocol] = [
-            candidates(ranks[q], np.asarray(junk[q]), config.num_to_rerank)
-            for q in range(len(ranks))
+            candidates(top_ids[q], np.asarray(junk[q]), config.num_to_rerank)
+            for q in range(num_queries)
         ]
         for q, ids in enumerate(chosen[protocol]):
             wanted[q].update(int(i) for i in ids)
@@ -151,7 +158,7 @@ def rerank_by_geometric_verification(
     workers = config.num_workers or os.cpu_count() or 1
     _SHARED.update(queries=query_features, index=index, config=config)
     tasks = [(q, np.array(sorted(ids), np.int64)) for q, ids in wanted.items() if ids]
-    inliers: dict[int, dict[int, int]] = {q: {} for q in range(len(ranks))}
+    inliers: dict[int, dict[int, int]] = {q: {} for q in range(num_queries)}
     try:
         if on_query is not None:
             on_query(0, len(tasks))
@@ -166,11 +173,11 @@ def rerank_by_geometric_verification(
         protocol: np.stack(
             [
                 reorder(
-                    ranks[q],
-                    similarities[q],
+                    top_ids[q],
+                    top_scores[q],
                     {int(i): inliers[q][int(i)] for i in chosen[protocol][q]},
                 )
-                for q in range(len(ranks))
+                for q in range(num_queries)
             ]
         )
         for protocol in chosen

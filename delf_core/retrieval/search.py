@@ -116,13 +116,3 @@ def descriptor_dim(
                 f"{first}{DELG_LOCAL_SUFFIX} has {dim} (features of another model?)"
             )
     return dim
-
-
-def rank_by_similarity(queries: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index ids by descending dot product per query, and the [Q, N] similarities.
-
-    The descriptors are L2-normalised, so the dot product is the cosine similarity.
-    """
-    similarities = queries @ index.T
-    ranks = np.argsort(-similarities, axis=1, kind="stable").astype(np.int32)
-    return ranks, similarities

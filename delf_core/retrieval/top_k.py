@@ -1,24 +1,33 @@
 """Global search in bounded memory: blocked dot products with a running top-k.
 
 No [queries x index] matrix is ever built: the index is read in blocks of rows, each
-block's similarities are cut to their best k per query at once, and merged with the
-best k so far. The result equals a stable full sort of the similarities (ties go to
+block's similarities are cut to their best k per query at once (only those at or above
+a sampled bound of the k-th best, and the k-th best so far, are sorted), and merged with
+the best k so far. The result equals a stable full sort of the similarities (ties go to
 the lower index id), whatever the block sizes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3
-# Bytes per similarity while a block is cut: the float32 similarity, its partitioned
-# copy and the boolean mask of candidates, with room for numpy's temporaries.
-_BYTES_PER_SIMILARITY = 4 + 4 + 1 + 3
-# Fewer rows than this per block and the matrix products lose most of their speed.
+# Bytes per similarity of a block: the float32 product, and the cut of at most a
+# sixteenth of the block at a time, whose mask, survivors, keys and their order take up
+# to 48 bytes a similarity (when every similarity in a row ties).
+_CUT_FRACTION = 16
+_BYTES_PER_SIMILARITY = 4 + 48 // _CUT_FRACTION
+# Similarities cut at a time: its mask and sample stay in the cache.
+_CUT_SIMILARITIES = 1 << 20
+# The k-th best of every `_SAMPLE_STRIDE`-th similarity of a row is a lower bound of the
+# row's k-th best: only the few similarities at or above it get keys.
+_SAMPLE_STRIDE = 16
 _MIN_ROWS = 256
 _MAX_QUERY_ROWS = 8192
 _ID_MASK = np.uint64(0xFFFFFFFF)
@@ -93,29 +102,115 @@ def _largest(keys: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(keys, cut, axis=1)
 
 
-def _block_best(similarities: np.ndarray, first_id: int, k: int) -> np.ndarray:
-    """Keys of each row's best min(k, columns) similarities of one block.
+def read_rows(matrix: Rows, start: int, count: int) -> np.ndarray:
+    """Rows start.. start+count of `matrix` as a contiguous float32 array, checked finite.
 
-    Only the entries at or above the row's k-th largest value get keys: building keys
-    for the whole block would cost more than its matrix product.
+    Raises:
+        ValueError: the rows hold NaN or infinite values (their similarities would
+            silently never rank); checked here at a fraction of the products' cost.
     """
+    rows = np.ascontiguousarray(matrix[start : start + count], np.float32)
+    # A float64 sum is NaN or infinite exactly when some value is (float32 values cannot
+    # overflow it), and needs no [rows, dim] mask.
+    if not np.isfinite(rows.sum(dtype=np.float64)):
+        raise ValueError("descriptors hold NaN or infinite values")
+    return rows
+
+
+def _floor(best: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the similarity a candidate must reach to enter `best`: its k-th key's."""
+    if best.shape[1] < k:
+        return np.full(len(best), -np.inf, np.float32)
+    lowest = best.min(axis=1)
+    _, scores = _decode(lowest)
+    # Key 0 pads a row that has fewer than k candidates so far.
+    return np.where(lowest > 0, scores, np.float32(-np.inf)).astype(np.float32)
+
+
+def _cut_best(similarities: np.ndarray, first_id: int, k: int, floor: np.ndarray) -> np.ndarray:
+    """[rows, k] keys of each row's best k similarities at or above its floor; 0 pads."""
     num_rows, columns = similarities.shape
-    k = min(k, columns)
-    if columns > k:
-        kth = np.partition(similarities, columns - k, axis=1)[:, columns - k]
-        rows, cols = np.nonzero(similarities >= kth[:, None])
-    else:
-        rows, cols = np.divmod(np.arange(num_rows * columns), columns)
+    threshold = floor
+    stride = _SAMPLE_STRIDE if columns >= 4 * k * _SAMPLE_STRIDE else 1
+    sample = similarities[:, ::stride]
+    if sample.shape[1] > k:
+        cut = sample.shape[1] - k
+        threshold = np.maximum(floor, np.partition(sample, cut, axis=1)[:, cut])
+    rows, cols = np.nonzero(similarities >= threshold[:, None])
     keys = _sort_keys(similarities[rows, cols], cols + first_id)
     counts = np.bincount(rows, minlength=num_rows)
-    if counts.min(initial=k) < k:
-        raise ValueError("similarities hold NaN: descriptors with NaN or overflowing values")
-    if (counts == k).all():
-        return keys.reshape(num_rows, k)
-    # Ties at the k-th value: keep each row's k largest keys.
+    width = int(counts.max(initial=0))
+    if num_rows * width <= 2 * len(keys) + num_rows * k:
+        # Survivors come row by row: lay them out as a padded [rows, width] matrix.
+        starts = np.cumsum(counts) - counts
+        padded = np.zeros((num_rows, max(width, k)), np.uint64)
+        padded[rows, np.arange(len(rows)) - starts[rows]] = keys
+        return _largest(padded, k)
+    # Many ties at the threshold: keep each row's k largest keys.
     order = np.lexsort((~keys, rows))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return keys[order][starts[:, None] + np.arange(k)]
+    starts = np.cumsum(counts) - counts
+    taken = np.minimum(counts, k)
+    best = np.zeros((num_rows, k), np.uint64)
+    within = np.arange(k)
+    mask = within[None, :] < taken[:, None]
+    best[mask] = keys[order][(starts[:, None] + within)[mask]]
+    return best
+
+
+def _cores() -> int:
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:  # not on Linux
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+def _block_best(similarities: np.ndarray, first_id: int, k: int, floor: np.ndarray) -> np.ndarray:
+    """[rows, k] keys of each row's best k similarities of one block (0 pads).
+
+    The block is cut a few rows at a time, and only similarities at or above both the
+    row's floor and a sampled bound of its k-th best get keys: building keys for the
+    whole block would cost more than its matrix product. The cuts run on every core
+    (NumPy lets go of the GIL), between the products, which have the cores to themselves.
+    """
+    num_rows, columns = similarities.shape
+    workers = _cores()
+    # With `workers` cuts in flight, each is a smaller part of the block.
+    most = num_rows * columns // (_CUT_FRACTION * workers)
+    step = max(1, min(_CUT_SIMILARITIES, most) // max(columns, 1))
+    best = np.zeros((num_rows, k), np.uint64)
+
+    def cut(start: int) -> None:
+        part = slice(start, start + step)
+        best[part] = _cut_best(similarities[part], first_id, k, floor[part])
+
+    starts = range(0, num_rows, step)
+    if workers == 1 or len(starts) < 2 * workers:
+        for start in starts:
+            cut(start)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(cut, starts))
+    return best
+
+
+class RunningTopK:
+    """The best `k` (similarity, id) of each of a block of queries, block after block.
+
+    Blocks may come in any order: the keys are unique, so the result is the same.
+    """
+
+    def __init__(self, num_queries: int, k: int):
+        self.k = k
+        self._best = np.zeros((num_queries, 0), np.uint64)
+
+    def add(self, similarities: np.ndarray, first_id: int) -> None:
+        """Takes a [queries, columns] block of similarities to index ids first_id...."""
+        keys = _block_best(similarities, first_id, self.k, _floor(self._best, self.k))
+        self._best = _largest(np.concatenate([self._best, keys], axis=1), self.k)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, similarities), best first."""
+        return _decode(np.sort(self._best, axis=1)[:, ::-1])
 
 
 def top_k_by_similarity(
@@ -156,17 +251,22 @@ def top_k_by_similarity(
     query_rows, index_rows = block_rows(num_queries, max(num_index, 1), dim, k, memory_bytes)
     ids = np.zeros((num_queries, k), np.int64)
     scores = np.zeros((num_queries, k), np.float32)
+    # One product buffer for every block: no fresh pages to fault in per block.
+    product = np.empty((min(query_rows, num_queries), min(index_rows, num_index)), np.float32)
     total, done = num_queries * num_index, 0
     for q_start in range(0, num_queries, query_rows):
-        block = np.ascontiguousarray(queries[q_start : q_start + query_rows], np.float32)
-        best = np.zeros((len(block), 0), np.uint64)
+        block = read_rows(queries, q_start, query_rows)
+        best = RunningTopK(len(block), k)
         for i_start in range(0, num_index, index_rows):
-            rows = np.ascontiguousarray(index[i_start : i_start + index_rows], np.float32)
-            keys = _block_best(block @ rows.T, i_start, k)
-            best = _largest(np.concatenate([best, keys], axis=1), k)
+            rows = read_rows(index, i_start, index_rows)
+            similarities = product[: len(block), : len(rows)]
+            np.matmul(block, rows.T, out=similarities)
+            best.add(similarities, i_start)
             done += len(block) * len(rows)
+            # Freed before the next block is read: one index block at a time.
+            del rows, similarities
             if on_block is not None:
                 on_block(done, total)
         found = slice(q_start, q_start + len(block))
-        ids[found], scores[found] = _decode(np.sort(best, axis=1)[:, ::-1])
+        ids[found], scores[found] = best.result()
     return TopK(ids, scores)
