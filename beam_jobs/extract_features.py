@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 
 import apache_beam as beam
 import tensorflow as tf
@@ -28,6 +29,7 @@ from google.protobuf import text_format
 
 from beam_jobs.options import pipeline_options
 from delf_core import storage
+from delf_core.export.current import export_files
 from delf_core.features import parse_delf_config
 from delf_core.features.extract import ImageItem, extract_item
 from delf_core.features.extract_job import (
@@ -39,10 +41,13 @@ from delf_core.features.extract_job import (
     read_manifest,
     warn_if_made_otherwise,
 )
+from delf_core.features.record import features_source, record_entry, record_store
+from delf_core.features.record_store import shard_of
 
 log = logging.getLogger(__name__)
 NAMESPACE = "extract_features"
 FAILED = "failed"
+RECORDED = "recorded"
 # Runners whose workers see the launcher's disk; any other needs URLs (gs://) everywhere.
 LOCAL_RUNNERS = {
     "FnApiRunner", "DirectRunner", "direct", "BundleBasedDirectRunner",
@@ -53,6 +58,8 @@ PLAN_FOLDER = ".extract_features_plan"
 # unreadable or corrupt images, storage errors, and TensorFlow refusing an odd image.
 IMAGE_ERRORS = (OSError, ValueError, tf.errors.OpError)
 PROGRESS_EVERY = 1000
+# About the JSON size of one image's record, to size the record shards of a new folder.
+_RECORD_BYTES = 200
 
 
 def _encode(item: ImageItem) -> str:
@@ -73,6 +80,9 @@ def _read_plan(url: str):
 class ExtractFn(beam.DoFn):
     """Extracts one image per element; emits "extracted"/"skipped", or (name, reason) as FAILED.
 
+    Each image it extracts is also emitted as (name, record) under RECORDED: which
+    model and config made its files, for the folder's sharded records.
+
     One Extractor serves every thread of a worker process through `shared.Shared`:
     after construction it is read-only (constant tensors, PCA arrays, the SavedModel's
     concrete function), and TensorFlow runs one concrete function from several Python
@@ -81,11 +91,14 @@ class ExtractFn(beam.DoFn):
     arithmetic.
     """
 
-    def __init__(self, config_text: str, output_dir: str, delg_form: bool, handle) -> None:
+    def __init__(
+        self, config_text: str, output_dir: str, delg_form: bool, handle, source: str
+    ) -> None:
         self.config_text = config_text
         self.output_dir = output_dir
         self.delg_form = delg_form
         self.handle = handle
+        self.source = source
 
     def setup(self) -> None:
         from delf_core.features.extractor import Extractor
@@ -117,6 +130,8 @@ class ExtractFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(FAILED, (item.name, f"{type(error).__name__}: {error}"))
             return
         self.counters[status].inc()
+        if status == "extracted":  # files found made already keep their (or no) record
+            yield beam.pvalue.TaggedOutput(RECORDED, (item.name, record_entry(item, self.source)))
         self.done += 1
         if self.done % PROGRESS_EVERY == 0:
             rate = self.done / max(time.monotonic() - self.start, 1e-9)
@@ -124,17 +139,50 @@ class ExtractFn(beam.DoFn):
         yield status
 
 
-class _Finish:
-    """The last step: the report and the manifest, from the counts and failures of all workers."""
+class _ShardKey:
+    """(record shard, (name, record)): each shard's records meet on one worker."""
 
-    def __init__(self, job: ExtractJobConfig, config_text: str, plan: ExtractPlan, runner: str):
+    def __init__(self, num_shards: int) -> None:
+        self.num_shards = num_shards
+
+    def __call__(self, record: tuple[str, dict]) -> tuple[int, tuple[str, dict]]:
+        return shard_of(record[0], self.num_shards), record
+
+
+class _WriteShard:
+    """Merges one shard's new records into its file; returns (shard, sha256 of the file)."""
+
+    def __init__(self, output_dir: str, index: dict) -> None:
+        self.output_dir = output_dir
+        self.index = index
+
+    def __call__(self, grouped: tuple[int, Iterable]) -> tuple[int, str]:
+        shard, records = grouped
+        store = record_store(self.output_dir)
+        return shard, store.merge_shard(self.index, shard, dict(records))
+
+
+class _Finish:
+    """The last step: the records' index, the report and the manifest, from all workers."""
+
+    def __init__(
+        self, job: ExtractJobConfig, config_text: str, plan: ExtractPlan, runner: str, index: dict
+    ):
         self.job = job
         self.config_text = config_text
         self.done = plan.done
         self.duplicates = list(plan.duplicates)
         self.runner = runner
+        self.index = index
 
-    def __call__(self, _, counts: dict[str, int], failures: list[tuple[str, str]]) -> dict:
+    def __call__(
+        self,
+        _,
+        counts: dict[str, int],
+        failures: list[tuple[str, str]],
+        shards: list[tuple[int, str]],
+    ) -> dict:
+        record_store(self.job.output_dir).commit(self.index, dict(shards))
         counts = dict(counts)
         counts["skipped"] = counts.get("skipped", 0) + self.done
         failed = self.duplicates + [tuple(f) for f in failures]
@@ -148,8 +196,15 @@ def build_pipeline(
     config_text: str,
     plan: ExtractPlan,
     runner: str,
+    source: str,
+    index: dict,
 ) -> beam.PCollection:
-    """Planned images -> extracted in parallel -> report and manifest."""
+    """Planned images -> extracted in parallel -> record shards -> report and manifest.
+
+    Args:
+        source: `features_source` of the model and config: what each record says.
+        index: The folder's record index (`RecordStore.prepare`), shards keyed by it.
+    """
     results = (
         pipeline
         # The plan is a file, not beam.Create(items): a 761k-image plan would swell the
@@ -161,18 +216,25 @@ def build_pipeline(
         | "Spread" >> beam.Reshuffle()
         | "Extract"
         >> beam.ParDo(
-            ExtractFn(config_text, job.output_dir, job.delg_form, shared.Shared())
-        ).with_outputs(FAILED, main="done")
+            ExtractFn(config_text, job.output_dir, job.delg_form, shared.Shared(), source)
+        ).with_outputs(FAILED, RECORDED, main="done")
     )
     counts = results.done | "Count" >> beam.combiners.Count.PerElement()
+    shards = (
+        results[RECORDED]
+        | "ShardKey" >> beam.Map(_ShardKey(index["shards"]))
+        | "ByShard" >> beam.GroupByKey()
+        | "WriteShards" >> beam.Map(_WriteShard(job.output_dir, index))
+    )
     return (
         pipeline
         | "Once" >> beam.Create([None])
         | "Finish"
         >> beam.Map(
-            _Finish(job, config_text, plan, runner),
+            _Finish(job, config_text, plan, runner, index),
             counts=beam.pvalue.AsDict(counts),
             failures=beam.pvalue.AsList(results[FAILED]),
+            shards=beam.pvalue.AsList(shards),
         )
     )
 
@@ -256,10 +318,13 @@ def run_extract(job: ExtractJobConfig, pipeline_args: list[str] | None = None) -
     if not plan.todo:
         counts = {"extracted": 0, "skipped": plan.done}
         return finish(job, config, counts, list(plan.duplicates), runner)
+    source = features_source(export_files(config.model_path), config, job.delg_form)
+    # Made here, before any worker writes a shard: the workers share its shard count.
+    index = record_store(job.output_dir).prepare(expected_bytes=_RECORD_BYTES * len(plan.todo))
     plan_url, plan_path = _write_plan(job, plan.todo)
     try:
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, plan_url, job, config_text, plan, runner)
+        build_pipeline(pipeline, plan_url, job, config_text, plan, runner, source, index)
         result = pipeline.run()
         result.wait_until_finish()
     finally:

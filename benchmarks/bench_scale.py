@@ -48,7 +48,7 @@ def _largest_file(root: str) -> int:
 
 
 def _read_csvs(*paths: str) -> float:
-    """The bound: seconds pandas takes to parse the same CSV bytes."""
+    """The bound: seconds pandas takes to parse the same CSV bytes (after the path's peak)."""
     import pandas as pd
 
     start = time.perf_counter()
@@ -100,7 +100,7 @@ def path_download(data: scale_data.ScaleData, work: str) -> dict:
     assert skipped == len(jobs), (skipped, len(jobs))
     return {
         "seconds": seconds,
-        "bound_seconds": _read_csvs(*(data.path(n) for n, _ in csvs)),
+        "bound": lambda: _read_csvs(*(data.path(n) for n, _ in csvs)),
         "largest_file": _largest_file(work),
         "items": len(jobs),
     }
@@ -151,7 +151,7 @@ def path_build(data: scale_data.ScaleData, work: str) -> dict:
         "seconds": first + rerun,
         "first_run_seconds": first,
         "rerun_check_seconds": rerun,
-        "bound_seconds": _read_csvs(data.path("train_clean.csv"), data.path("test.csv")),
+        "bound": lambda: _read_csvs(data.path("train_clean.csv"), data.path("test.csv")),
         "largest_file": max(largest_plan, _largest_file(work)),
         "items": clean,
     }
@@ -177,12 +177,16 @@ def path_train_classes(data: scale_data.ScaleData, work: str) -> dict:
     assert classes == data.counts["clean_landmarks"], classes
     assert records is not None and records > 0, records
     manifest = os.path.join(build, "build_image_dataset_manifest.json")
-    bound_start = time.perf_counter()
-    with open(manifest, "rb") as handle:
-        json.loads(handle.read())
+
+    def bound() -> float:
+        start = time.perf_counter()
+        with open(manifest, "rb") as handle:
+            json.loads(handle.read())
+        return time.perf_counter() - start
+
     return {
         "seconds": seconds,
-        "bound_seconds": time.perf_counter() - bound_start,
+        "bound": bound,
         "largest_file": 0,
         "items": classes,
     }
@@ -190,8 +194,12 @@ def path_train_classes(data: scale_data.ScaleData, work: str) -> dict:
 
 def path_extract(data: scale_data.ScaleData, work: str) -> dict:
     """The index's extraction planning, its record of every file, and a rerun's check."""
-    from delf_core.features.extract_job import ExtractJobConfig, finish, items_from_glob
-    from delf_core.features.extract_job import plan_extraction
+    from delf_core.features.extract_job import (
+        ExtractJobConfig,
+        finish,
+        items_from_glob,
+        plan_extraction,
+    )
     from delf_core.features.presets import DELG_PRESET, load_preset
     from delf_core.features.record import (
         features_fingerprint,
@@ -231,7 +239,7 @@ def path_extract(data: scale_data.ScaleData, work: str) -> dict:
         "seconds": first + rerun,
         "first_run_seconds": first,
         "rerun_check_seconds": rerun,
-        "bound_seconds": _read_csvs(data.path("index.csv")),
+        "bound": lambda: _read_csvs(data.path("index.csv")),
         "largest_file": _largest_file(features),
         "items": len(items),
     }
@@ -243,7 +251,11 @@ def path_scoring(data: scale_data.ScaleData, work: str) -> dict:
 
     tasks = (
         (compute_retrieval_metrics, "retrieval_solution_v2.1.csv", "retrieval_submission.csv"),
-        (compute_recognition_metrics, "recognition_solution_v2.1.csv", "recognition_submission.csv"),
+        (
+            compute_recognition_metrics,
+            "recognition_solution_v2.1.csv",
+            "recognition_submission.csv",
+        ),
     )
     start = time.perf_counter()
     for module, solution, submission in tasks:
@@ -257,7 +269,7 @@ def path_scoring(data: scale_data.ScaleData, work: str) -> dict:
     files = [data.path(name) for _, *names in tasks for name in names]
     return {
         "seconds": seconds,
-        "bound_seconds": _read_csvs(*files),
+        "bound": lambda: _read_csvs(*files),
         "largest_file": 0,
         "items": data.counts["test"],
     }
@@ -269,6 +281,9 @@ def child(path: str, data_root: str, fraction: float, work: str) -> None:
     data = scale_data.generate(data_root, fraction)
     os.makedirs(work, exist_ok=True)
     result = globals()[f"path_{path}"](data, work)
+    # The path's own peak, before the bound's parsing adds its own.
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["bound_seconds"] = result.pop("bound")()
     print(json.dumps(result))
 
 
@@ -287,7 +302,7 @@ def run_child(path: str, data_root: str, fraction: float, work: str) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"{path} at {fraction}: exit {process.returncode}")
     result = json.loads(out.decode().strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux gives KiB
+    result["process_peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux gives KiB; bound included
     return result
 
 
@@ -319,13 +334,15 @@ def main() -> int:
     if unknown:
         parser.error(f"--paths: unknown {unknown}; choose from {','.join(PATHS)}")
     root = args.workdir or os.path.join(tempfile.gettempdir(), "delf_bench_scale")
-    print(f"workdir {root}; load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    load = os.getloadavg()[0]
+    print(f"workdir {root}; load average at start {load:.2f} on {os.cpu_count()} cores")
     rows: dict[str, list[tuple[float, dict]]] = {p: [] for p in paths}
     for fraction in sizes:
         data_root = os.path.join(root, f"data_{_label(fraction).replace('/', '_')}")
         start = time.perf_counter()
         data = scale_data.generate(data_root, fraction)
-        print(f"size {_label(fraction)}: {data.counts} (generated in {time.perf_counter() - start:.1f} s, not counted)")
+        seconds = time.perf_counter() - start
+        print(f"size {_label(fraction)}: {data.counts} (generated in {seconds:.1f} s, not counted)")
         runs = os.path.join(root, f"runs_{_label(fraction).replace('/', '_')}")
         shutil.rmtree(runs, ignore_errors=True)
         for path in paths:
@@ -340,8 +357,10 @@ def main() -> int:
 
 
 def _print_table(rows: dict[str, list[tuple[float, dict]]]) -> None:
-    header = f"{'path':<14}{'size':>7}{'items':>10}{'seconds':>10}{'exponent':>10}" \
-             f"{'peak RSS MB':>13}{'largest file MB':>17}{'bound s':>9}{'ratio':>8}  targets"
+    header = (
+        f"{'path':<14}{'size':>7}{'items':>10}{'seconds':>10}{'exponent':>10}"
+        f"{'peak RSS MB':>13}{'largest file MB':>17}{'bound s':>9}{'ratio':>8}  targets"
+    )
     print(header)
     for path, points in rows.items():
         previous = None

@@ -215,9 +215,8 @@ def generate(root: str, fraction: float, seed: int = 0) -> ScaleData:
     # train_clean.csv: a subset of landmarks (larger ones more often), most of their images.
     eligible = np.flatnonzero(per_landmark >= 2)
     weights = per_landmark[eligible] / per_landmark[eligible].sum()
-    chosen = np.sort(
-        rng.choice(eligible, size=min(counts["clean_landmarks"], len(eligible)), replace=False, p=weights)
-    )
+    size = min(counts["clean_landmarks"], len(eligible))
+    chosen = np.sort(rng.choice(eligible, size=size, replace=False, p=weights))
     keep = _take_clean(per_landmark, chosen, counts["clean_images"])
     members: dict[int, list[str]] = {}
     wanted = {int(landmark_ids[c]): int(k) for c, k in zip(chosen, keep, strict=True)}
@@ -286,10 +285,7 @@ def _write_solutions(
     _write_lines(
         data.path("recognition_solution_v2.1.csv"),
         "id,landmarks,Usage",
-        (
-            f"{t},{truth[i] if landmark[i] else ''},{usage[i]}"
-            for i, t in enumerate(test_ids)
-        ),
+        (f"{t},{truth[i] if landmark[i] else ''},{usage[i]}" for i, t in enumerate(test_ids)),
     )
     scores = rng.random(n).tolist()
     _write_lines(
