@@ -160,8 +160,7 @@ class RecordStore:
         for shard, entries in grouped.items():
             index["digests"][str(shard)] = self.write_shard(index, shard, entries)
         self._write_index(index)
-        if legacy:
-            self._drop_legacy()
+        self._drop_legacy()
         return index
 
     def write_shard(self, index: dict, shard: int, entries: Mapping[str, dict]) -> str:
