@@ -1,10 +1,10 @@
 """How the planning paths grow up to GLDv2's size: time, peak memory and manifest size.
 
 Generates GLDv2-size metadata at each size (benchmarks/scale_data.py), then runs each
-path in a fresh process (so peaks do not mix) and prints, per path and size: seconds,
-peak RSS, the largest file the path wrote, the growth exponent from the previous size
-(log(t2/t1)/log(n2/n1); 1 is linear) and the ratio to a bound measured in the same
-process: pandas.read_csv of the CSVs the path reads.
+path in a fresh process (so peaks do not mix) and prints, per path and size: wall and
+CPU seconds, peak RSS, the largest file the path wrote, the growth exponent from the
+previous size (log(t2/t1)/log(n2/n1); 1 is linear) and the ratio of wall time to a
+bound measured in the same process: pandas.read_csv of the CSVs the path reads.
 
     .venv/bin/python benchmarks/bench_scale.py                 # 1/16, 1/4, 1
     .venv/bin/python benchmarks/bench_scale.py --quick         # 1/64, 1/16
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import math
@@ -139,6 +140,8 @@ def path_build(data: scale_data.ScaleData, work: str) -> dict:
         results.append(ShardResult(shard.prefix, shard.index, shard.name, len(shard.images), ()))
     manifest = finalize(context, results, work)
     first = time.perf_counter() - start
+    del plan, results  # a rerun is another process: the first plan is not held beside it
+    gc.collect()
     rerun_start = time.perf_counter()
     current = up_to_date_manifest(config, plan_build(config).fingerprint)
     rerun = time.perf_counter() - rerun_start
@@ -229,11 +232,14 @@ def path_extract(data: scale_data.ScaleData, work: str) -> dict:
     record_features(items, output_dir, source, set(), rewritten=True)
     finish(job, config, {"extracted": 0, "skipped": plan.done}, [], "bench")
     first = time.perf_counter() - start
+    assert plan.done == data.counts["index"] and not plan.todo, (plan.done, len(plan.todo))
+    count = len(items)
+    del items, plan
+    gc.collect()
     rerun_start = time.perf_counter()
     stands = features_stand(items_from_glob(images), output_dir, config, True, source)
     fingerprint = features_fingerprint(output_dir)
     rerun = time.perf_counter() - rerun_start
-    assert plan.done == data.counts["index"] and not plan.todo, (plan.done, len(plan.todo))
     assert stands and fingerprint, "a rerun found the recorded features stale"
     return {
         "seconds": first + rerun,
@@ -241,7 +247,7 @@ def path_extract(data: scale_data.ScaleData, work: str) -> dict:
         "rerun_check_seconds": rerun,
         "bound": lambda: _read_csvs(data.path("index.csv")),
         "largest_file": _largest_file(features),
-        "items": len(items),
+        "items": count,
     }
 
 
@@ -280,7 +286,9 @@ def child(path: str, data_root: str, fraction: float, work: str) -> None:
     scale_data.register()
     data = scale_data.generate(data_root, fraction)
     os.makedirs(work, exist_ok=True)
+    cpu = time.process_time()
     result = globals()[f"path_{path}"](data, work)
+    result["cpu_seconds"] = time.process_time() - cpu  # what load from others leaves alone
     # The path's own peak, before the bound's parsing adds its own.
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["bound_seconds"] = result.pop("bound")()
@@ -356,19 +364,21 @@ def main() -> int:
     return 0
 
 
+def _exponent(previous: tuple[float, dict] | None, fraction: float, r: dict, key: str) -> str:
+    """log(t2/t1)/log(n2/n1) from the previous size: 1 grows linearly, 2 quadratically."""
+    if previous is None or r[key] <= 0 or previous[1][key] <= 0:
+        return ""
+    return f"{math.log(r[key] / previous[1][key]) / math.log(fraction / previous[0]):.2f}"
+
+
 def _print_table(rows: dict[str, list[tuple[float, dict]]]) -> None:
-    header = (
-        f"{'path':<14}{'size':>7}{'items':>10}{'seconds':>10}{'exponent':>10}"
-        f"{'peak RSS MB':>13}{'largest file MB':>17}{'bound s':>9}{'ratio':>8}  targets"
+    print(
+        f"{'path':<14}{'size':>7}{'items':>9}{'wall s':>9}{'cpu s':>8}{'exp wall':>9}"
+        f"{'exp cpu':>8}{'peak MB':>9}{'file MB':>9}{'bound s':>9}{'ratio':>7}  targets"
     )
-    print(header)
     for path, points in rows.items():
         previous = None
         for fraction, r in points:
-            exponent = ""
-            if previous is not None and r["seconds"] > 0 and previous[1]["seconds"] > 0:
-                growth = math.log(r["seconds"] / previous[1]["seconds"])
-                exponent = f"{growth / math.log(fraction / previous[0]):.2f}"
             ok = (
                 r["seconds"] < TARGET_SECONDS
                 and r["peak_rss_mb"] < TARGET_RSS_MB
@@ -376,9 +386,11 @@ def _print_table(rows: dict[str, list[tuple[float, dict]]]) -> None:
             )
             ratio = r["seconds"] / r["bound_seconds"] if r["bound_seconds"] > 0 else float("nan")
             print(
-                f"{path:<14}{_label(fraction):>7}{r['items']:>10}{r['seconds']:>10.2f}"
-                f"{exponent:>10}{r['peak_rss_mb']:>13.0f}{r['largest_file'] / 2**20:>17.2f}"
-                f"{r['bound_seconds']:>9.2f}{ratio:>8.1f}  {'met' if ok else 'MISSED'}"
+                f"{path:<14}{_label(fraction):>7}{r['items']:>9}{r['seconds']:>9.2f}"
+                f"{r['cpu_seconds']:>8.2f}{_exponent(previous, fraction, r, 'seconds'):>9}"
+                f"{_exponent(previous, fraction, r, 'cpu_seconds'):>8}{r['peak_rss_mb']:>9.0f}"
+                f"{r['largest_file'] / 2**20:>9.2f}{r['bound_seconds']:>9.2f}{ratio:>7.1f}"
+                f"  {'met' if ok else 'MISSED'}"
             )
             previous = (fraction, r)
 

@@ -59,10 +59,12 @@ class ListingFileSystem(LocalFileSystem):
         return super()._strip_protocol(path)
 
     def ls(self, path, detail=False, **kwargs):
-        entries = super().ls(path, detail=True, **kwargs)
-        out = [e for e in entries if not e["name"].endswith("/" + LISTING_NAME)]
-        if len(out) != len(entries):
-            out.extend(_listed(self._strip_protocol(path)))
+        folder = self._strip_protocol(path)
+        if not os.path.isfile(os.path.join(folder, LISTING_NAME)):
+            return super().ls(path, detail=detail, **kwargs)
+        with os.scandir(folder) as found:
+            out = [self.info(entry) for entry in found if entry.name != LISTING_NAME]
+        out.extend(_listed(folder))
         return out if detail else [e["name"] for e in out]
 
     def info(self, path, **kwargs):
@@ -82,9 +84,9 @@ def _listed(folder: str) -> Iterator[dict]:
     if not os.path.exists(listing):
         return
     with open(listing) as handle:
-        for line in handle:
-            name, size = line.split()
-            yield {"name": f"{folder}/{name}", "size": int(size), "type": "file"}
+        lines = handle.read().split()
+    for name, size in zip(lines[::2], lines[1::2], strict=True):
+        yield {"name": f"{folder}/{name}", "size": int(size), "type": "file"}
 
 
 def register() -> None:
