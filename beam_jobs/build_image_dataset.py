@@ -22,6 +22,7 @@ from delf_core.build_image_dataset import (
     BuildConfig,
     ShardPlan,
     ShardResult,
+    build_fingerprint,
     finalize,
     plan_build,
     up_to_date_manifest,
@@ -165,16 +166,18 @@ def run_build(
         whether planning or the job found it.
       BuildJobError: when the job fails otherwise, with the last line of its error.
     """
-    plan = plan_build(config)
-    if config.strict and plan.problems:
-        raise strict_error(plan.problems[0])
-    manifest = up_to_date_manifest(config, plan.fingerprint)
-    planned = sum(len(shard.images) for shard in plan.shards)
+    # A rerun's check needs the listing's fingerprint only, not a plan of 1.58M images.
+    manifest = up_to_date_manifest(config, build_fingerprint(config))
     if manifest is not None:
         log.info("build_image_dataset: up to date in %s, nothing to do", config.output_directory)
         if on_progress is not None:
+            planned = sum(split.get("planned", 0) for split in manifest["splits"].values())
             on_progress(planned, planned)
         return manifest
+    plan = plan_build(config)
+    if config.strict and plan.problems:
+        raise strict_error(plan.problems[0])
+    planned = sum(len(shard.images) for shard in plan.shards)
     removed = prepare_output(config.output_directory, [shard.name for shard in plan.shards])
     if removed:
         log.info(

@@ -122,8 +122,12 @@ def _build_config(data: scale_data.ScaleData, work: str):
 
 
 def path_build(data: scale_data.ScaleData, work: str) -> dict:
-    """Planning, the shard plans, the report and manifest, then a rerun's check."""
-    from delf_core.build_image_dataset import plan_build, up_to_date_manifest
+    """Planning, the shard plans, the report and manifest, then a rerun's check.
+
+    The rerun's check is the one `delf build_image_dataset` and the flow make:
+    `build_fingerprint` and `up_to_date_manifest`.
+    """
+    from delf_core.build_image_dataset import build_fingerprint, plan_build, up_to_date_manifest
     from delf_core.build_image_dataset.report import finalize, write_context
     from delf_core.build_image_dataset.write import ShardResult
 
@@ -143,7 +147,7 @@ def path_build(data: scale_data.ScaleData, work: str) -> dict:
     del plan, results  # a rerun is another process: the first plan is not held beside it
     gc.collect()
     rerun_start = time.perf_counter()
-    current = up_to_date_manifest(config, plan_build(config).fingerprint)
+    current = up_to_date_manifest(config, build_fingerprint(config))
     rerun = time.perf_counter() - rerun_start
     assert current is not None, "a rerun of the same inputs did not find its manifest"
     splits = manifest["splits"]
