@@ -285,6 +285,15 @@ def path_scoring(data: scale_data.ScaleData, work: str) -> dict:
     }
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS since its exec (VmHWM; ru_maxrss would carry the parent's)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(path: str, data_root: str, fraction: float, work: str) -> None:
     """Runs one path in this (fresh) process and prints its figures as one JSON line."""
     scale_data.register()
@@ -294,7 +303,7 @@ def child(path: str, data_root: str, fraction: float, work: str) -> None:
     result = globals()[f"path_{path}"](data, work)
     result["cpu_seconds"] = time.process_time() - cpu  # what load from others leaves alone
     # The path's own peak, before the bound's parsing adds its own.
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = _peak_rss_mb()
     result["bound_seconds"] = result.pop("bound")()
     print(json.dumps(result))
 
@@ -303,18 +312,17 @@ def child(path: str, data_root: str, fraction: float, work: str) -> None:
 
 
 def run_child(path: str, data_root: str, fraction: float, work: str) -> dict:
-    """One path in a fresh process: its figures and its own peak RSS (wait4's rusage)."""
+    """One path in a fresh process: its figures, its own peak RSS among them."""
     command = [sys.executable, __file__, "--child", path, "--data", data_root,
                "--fraction", repr(fraction), "--workdir", work]  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
     out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    _, status, _ = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{path} at {fraction}: exit {process.returncode}")
     result = json.loads(out.decode().strip().splitlines()[-1])
-    result["process_peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux gives KiB; bound included
     return result
 
 
@@ -337,6 +345,9 @@ def main() -> int:
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--fraction", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child == "generate":
+        scale_data.generate(args.data, args.fraction)
+        return 0
     if args.child:
         child(args.child, args.data, args.fraction, args.workdir)
         return 0
@@ -352,7 +363,11 @@ def main() -> int:
     for fraction in sizes:
         data_root = os.path.join(root, f"data_{_label(fraction).replace('/', '_')}")
         start = time.perf_counter()
-        data = scale_data.generate(data_root, fraction)
+        # In a process of its own, so that this one stays small.
+        command = [sys.executable, __file__, "--child", "generate", "--data", data_root,
+                   "--fraction", repr(fraction)]  # fmt: skip
+        subprocess.run(command, check=True)
+        data = scale_data.ScaleData(data_root, scale_data.scaled_counts(fraction))
         seconds = time.perf_counter() - start
         print(f"size {_label(fraction)}: {data.counts} (generated in {seconds:.1f} s, not counted)")
         runs = os.path.join(root, f"runs_{_label(fraction).replace('/', '_')}")
