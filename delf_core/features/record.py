@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from google.protobuf import text_format
 
 from delf_core import manifests, storage
-from delf_core.features.extract_job import MANIFEST_NAME, plan_extraction
+from delf_core.features.extract_job import MANIFEST_NAME, existing_outputs, plan_extraction
 from delf_core.features.record_store import LEGACY_KEY, RecordStore
 
 if TYPE_CHECKING:
@@ -97,13 +97,16 @@ def remove_stale(
     Files with no record (made before records were kept) count as stale too.
     """
     current = _current_names(items, output_dir, source)
+    # One listing of the folder, not an existence probe per file (1.5M on an index).
+    existing = existing_outputs(output_dir)
+    prefix = storage.join(output_dir, "")
     removed = 0
     for item in items:
         if item.name in current:
             continue
         for url in feature_files(item, output_dir, delg_form, config):
-            fs, path = storage.resolve(url)
-            if fs.exists(path):
+            if url[len(prefix) :] in existing:
+                fs, path = storage.resolve(url)
                 fs.rm(path)
                 removed += 1
     return removed
