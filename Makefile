@@ -80,6 +80,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_search.py --sizes 1000x100000,2000x400000
 	$(PY) benchmarks/bench_mini_retrieval.py
 	$(PY) benchmarks/bench_flow_start.py
+	$(PY) benchmarks/bench_scale.py
 
 # Re-resolve the pinned versions after editing the dependencies in pyproject.toml.
 lock: $(STAMP)

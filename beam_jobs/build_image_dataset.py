@@ -23,6 +23,7 @@ from delf_core.build_image_dataset import (
     BuildConfig,
     ShardPlan,
     ShardResult,
+    build_fingerprint,
     finalize,
     plan_build,
     up_to_date_manifest,
@@ -169,16 +170,18 @@ def run_build(
       BuildJobError: when the job fails otherwise, with the last line of its error.
       DaskClusterError: the DaskRunner's --dask_client_address did not answer.
     """
-    plan = plan_build(config)
-    if config.strict and plan.problems:
-        raise strict_error(plan.problems[0])
-    manifest = up_to_date_manifest(config, plan.fingerprint)
-    planned = sum(len(shard.images) for shard in plan.shards)
+    # A rerun's check needs the listing's fingerprint only, not a plan of 1.58M images.
+    manifest = up_to_date_manifest(config, build_fingerprint(config))
     if manifest is not None:
         log.info("build_image_dataset: up to date in %s, nothing to do", config.output_directory)
         if on_progress is not None:
+            planned = sum(split.get("planned", 0) for split in manifest["splits"].values())
             on_progress(planned, planned)
         return manifest
+    plan = plan_build(config)
+    if config.strict and plan.problems:
+        raise strict_error(plan.problems[0])
+    planned = sum(len(shard.images) for shard in plan.shards)
     options = pipeline_options(pipeline_args or [])
     # A cluster that does not answer fails the build before any output is removed.
     with runner.dask_cluster(options):

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 
 import apache_beam as beam
 import tensorflow as tf
@@ -28,6 +29,7 @@ from google.protobuf import text_format
 from beam_jobs import runner as runners
 from beam_jobs.options import LOCAL_DISK_RUNNERS, pipeline_options, runner_name
 from delf_core import storage
+from delf_core.export.current import export_files
 from delf_core.features import parse_delf_config
 from delf_core.features.extract import ImageItem, extract_item
 from delf_core.features.extract_job import (
@@ -39,6 +41,8 @@ from delf_core.features.extract_job import (
     read_manifest,
     warn_if_made_otherwise,
 )
+from delf_core.features.record import features_source, record_entry, record_store
+from delf_core.features.record_store import shard_of
 
 log = logging.getLogger(__name__)
 NAMESPACE = "extract_features"
@@ -53,6 +57,8 @@ MIN_PLAN_FILES = 64
 # unreadable or corrupt images, storage errors, and TensorFlow refusing an odd image.
 IMAGE_ERRORS = (OSError, ValueError, tf.errors.OpError)
 PROGRESS_EVERY = 1000
+# About the JSON size of one image's record, to size the record shards of a new folder.
+_RECORD_BYTES = 200
 
 
 def _encode(item: ImageItem) -> str:
@@ -80,8 +86,10 @@ def _read_plan(url: str):
 
 
 class ExtractFn(beam.DoFn):
-    """Extracts one image per element: emits (status, None), or (FAILED, (name, reason)).
+    """Extracts one image per element; emits (status, name, detail).
 
+    The detail is the record of an extracted image (which model and config made its
+    files, for the folder's sharded records), the reason of a FAILED one, or None.
     One output, tagged in its value rather than by Beam: Beam's DaskRunner passes
     every tagged output of a ParDo to each consumer of any one of them.
 
@@ -93,11 +101,14 @@ class ExtractFn(beam.DoFn):
     arithmetic.
     """
 
-    def __init__(self, config_text: str, output_dir: str, delg_form: bool, handle) -> None:
+    def __init__(
+        self, config_text: str, output_dir: str, delg_form: bool, handle, source: str
+    ) -> None:
         self.config_text = config_text
         self.output_dir = output_dir
         self.delg_form = delg_form
         self.handle = handle
+        self.source = source
 
     def setup(self) -> None:
         from delf_core.features.extractor import Extractor
@@ -128,55 +139,93 @@ class ExtractFn(beam.DoFn):
         except IMAGE_ERRORS as error:
             log.warning("extract_features: skipping %s: %s", item.path, error)
             self.counters[FAILED].inc()
-            yield FAILED, (item.name, f"{type(error).__name__}: {error}")
+            yield FAILED, item.name, f"{type(error).__name__}: {error}"
             return
         self.counters[status].inc()
         self.done += 1
         if self.done % PROGRESS_EVERY == 0:
             rate = self.done / max(time.monotonic() - self.start, 1e-9)
             log.info("extract_features: %d images by this thread, %.2f/s", self.done, rate)
-        yield status, None
+        # Files found made already keep their (or no) record.
+        detail = record_entry(item, self.source) if status == "extracted" else None
+        yield status, item.name, detail
 
 
 class TallyFn(beam.CombineFn):
-    """Counts each status and lists the failures: ({status: count}, [(name, reason)])."""
+    """Adds the shards' tallies: ({status: count}, [(name, reason)], {shard: sha256})."""
 
-    def create_accumulator(self) -> tuple[dict[str, int], list]:
-        return {}, []
+    def create_accumulator(self) -> tuple[dict[str, int], list, dict]:
+        return {}, [], {}
 
-    def add_input(self, accumulator, outcome):
-        counts, failures = accumulator
-        status, failure = outcome
-        if status == FAILED:
-            failures.append(tuple(failure))
-        else:
-            counts[status] = counts.get(status, 0) + 1
-        return accumulator
+    def add_input(self, accumulator, tally):
+        return self.merge_accumulators([accumulator, tally])
 
     def merge_accumulators(self, accumulators):
-        counts, failures = {}, []
-        for part_counts, part_failures in accumulators:
+        counts, failures, digests = {}, [], {}
+        for part_counts, part_failures, part_digests in accumulators:
             for status, count in part_counts.items():
                 counts[status] = counts.get(status, 0) + count
             failures.extend(part_failures)
-        return counts, failures
+            digests.update(part_digests)
+        return counts, failures, digests
 
     def extract_output(self, accumulator):
         return accumulator
 
 
-class _Finish:
-    """The last step: the report and the manifest, from the counts and failures of all workers."""
+class _ShardKey:
+    """(record shard, outcome): each shard's outcomes meet on one worker."""
 
-    def __init__(self, job: ExtractJobConfig, config_text: str, plan: ExtractPlan, runner: str):
+    def __init__(self, num_shards: int) -> None:
+        self.num_shards = num_shards
+
+    def __call__(self, outcome: tuple[str, str, object]) -> tuple[int, tuple]:
+        return shard_of(outcome[1], self.num_shards), outcome
+
+
+class _WriteShard:
+    """Merges one shard's new records into its file; returns the shard's tally.
+
+    The tally is ({status: count}, [(name, reason)], {shard: sha256 of its new file}),
+    the last empty when no image of the shard was extracted.
+    """
+
+    def __init__(self, output_dir: str, index: dict) -> None:
+        self.output_dir = output_dir
+        self.index = index
+
+    def __call__(self, grouped: tuple[int, Iterable]) -> tuple[dict, list, dict]:
+        shard, outcomes = grouped
+        counts, failures, records = {}, [], {}
+        for status, name, detail in outcomes:
+            counts[status] = counts.get(status, 0) + 1
+            if status == FAILED:
+                failures.append((name, detail))
+            elif detail is not None:
+                records[name] = detail
+        counts.pop(FAILED, None)
+        if not records:
+            return counts, failures, {}
+        digest = record_store(self.output_dir).merge_shard(self.index, shard, records)
+        return counts, failures, {shard: digest}
+
+
+class _Finish:
+    """The last step: the records' index, the report and the manifest, from all workers."""
+
+    def __init__(
+        self, job: ExtractJobConfig, config_text: str, plan: ExtractPlan, runner: str, index: dict
+    ):
         self.job = job
         self.config_text = config_text
         self.done = plan.done
         self.duplicates = list(plan.duplicates)
         self.runner = runner
+        self.index = index
 
-    def __call__(self, tally: tuple[dict[str, int], list[tuple[str, str]]]) -> dict:
-        counts, failures = dict(tally[0]), tally[1]
+    def __call__(self, tally: tuple[dict[str, int], list[tuple[str, str]], dict]) -> dict:
+        counts, failures, digests = dict(tally[0]), tally[1], tally[2]
+        record_store(self.job.output_dir).commit(self.index, digests)
         counts["skipped"] = counts.get("skipped", 0) + self.done
         failed = self.duplicates + [tuple(f) for f in failures]
         return finish(self.job, parse_delf_config(self.config_text), counts, failed, self.runner)
@@ -189,12 +238,18 @@ def build_pipeline(
     config_text: str,
     plan: ExtractPlan,
     runner: str,
+    source: str,
+    index: dict,
 ) -> beam.PCollection:
-    """Planned images -> extracted in parallel -> report and manifest.
+    """Planned images -> extracted in parallel -> record shards -> report and manifest.
 
     One chain, no side input and no tagged output: so it runs the same on Beam's
     DaskRunner, which computes only a pipeline's last step and what feeds it, and
     computes a side input again inside the task that reads it.
+
+    Args:
+        source: `features_source` of the model and config: what each record says.
+        index: The folder's record index (`RecordStore.prepare`), shards keyed by it.
     """
     return (
         pipeline
@@ -206,10 +261,16 @@ def build_pipeline(
         # Breaks fusion so the images spread over all workers and threads.
         | "Spread" >> beam.Reshuffle()
         | "Extract"
-        >> beam.ParDo(ExtractFn(config_text, job.output_dir, job.delg_form, shared.Shared()))
+        >> beam.ParDo(
+            ExtractFn(config_text, job.output_dir, job.delg_form, shared.Shared(), source)
+        )
+        # Each image's outcome goes to its record shard, so one worker writes each shard.
+        | "ShardKey" >> beam.Map(_ShardKey(index["shards"]))
+        | "ByShard" >> beam.GroupByKey()
+        | "WriteShards" >> beam.Map(_WriteShard(job.output_dir, index))
         # Planning returned early when nothing was left: there is always an outcome.
         | "Tally" >> beam.CombineGlobally(TallyFn()).without_defaults()
-        | "Finish" >> beam.Map(_Finish(job, config_text, plan, runner))
+        | "Finish" >> beam.Map(_Finish(job, config_text, plan, runner, index))
     )
 
 
@@ -302,12 +363,15 @@ def run_extract(job: ExtractJobConfig, pipeline_args: list[str] | None = None) -
     if not plan.todo:
         counts = {"extracted": 0, "skipped": plan.done}
         return finish(job, config, counts, list(plan.duplicates), runner)
+    source = features_source(export_files(config.model_path), config, job.delg_form)
+    # Made here, before any worker writes a shard: the workers share its shard count.
+    index = record_store(job.output_dir).prepare(expected_bytes=_RECORD_BYTES * len(plan.todo))
     # A cluster that does not answer fails before the plan is written.
     with runners.dask_cluster(options):
         plan_urls, plan_folder = _write_plan(job, plan.todo)
         try:
             pipeline = beam.Pipeline(options=options)
-            build_pipeline(pipeline, plan_urls, job, config_text, plan, runner)
+            build_pipeline(pipeline, plan_urls, job, config_text, plan, runner, source, index)
             result = runners.run_and_wait(pipeline)
         finally:
             _remove_plan(job, plan_folder)

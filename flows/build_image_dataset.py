@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task
 
 from beam_jobs.options import LOCAL_RUNNER, check_runner
 from delf_core import storage
-from delf_core.build_image_dataset import BuildConfig, plan_build, up_to_date_manifest
+from delf_core.build_image_dataset import BuildConfig, build_fingerprint, up_to_date_manifest
 from delf_core.progress import format_bytes
 from flows.caching import OutputsStandCache
 from flows.progress import step_progress
@@ -38,7 +38,7 @@ def _build_stands(inputs: dict[str, Any]) -> bool:
 )
 def fingerprint_inputs(config: BuildConfig) -> str:
     """What the build's output depends on, from a listing of the images and the CSV."""
-    return plan_build(config).fingerprint
+    return build_fingerprint(config)
 
 
 @task(

@@ -15,10 +15,18 @@ from beam_jobs.extract_features import run_extract
 from delf_cli.main import main as delf_main
 from delf_core import __version__
 from delf_core.export import ExportConfig, export_model
+from delf_core.export.current import export_files
 from delf_core.features import feature_io, load_delf_config
 from delf_core.features.extract import extract_images, items_from_dataset, items_from_list
-from delf_core.features.extract_job import MANIFEST_NAME, REPORT_NAME, ExtractJobConfig
+from delf_core.features.extract_job import (
+    MANIFEST_NAME,
+    REPORT_NAME,
+    ExtractJobConfig,
+    items_from_glob,
+)
 from delf_core.features.extractor import Extractor
+from delf_core.features.record import features_source, record_entry, record_store, remove_stale
+from delf_core.features.record_store import RECORDS_DIR
 from delf_core.model import create_model
 
 pytestmark = pytest.mark.integration
@@ -114,7 +122,9 @@ def test_list_form_writes_the_same_files_reports_bad_images_and_resumes(setup, t
     assert manifest["model_path"].endswith("local") and manifest["delf_version"] == __version__
     assert manifest["params"]["list_images_path"] == setup["list"]
     # Only outputs are left behind: no plan, no temporary files.
-    assert sorted(p.name for p in out.iterdir()) == sorted(features + [MANIFEST_NAME, REPORT_NAME])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        features + [MANIFEST_NAME, REPORT_NAME, RECORDS_DIR]
+    )
 
     mtimes = {name: (out / name).stat().st_mtime_ns for name in features}
     assert main([*argv, "--allow_failures"]) == 0
@@ -131,7 +141,7 @@ def test_glob_input_names_by_stem_and_reports_a_clashing_name(setup, tmp_path):
             (setup["images"] / f"{source}.jpg").read_bytes()
         )
     out = tmp_path / "features"
-    # Planted by the Prefect flow: its record of which model made which file is kept.
+    # An older version's manifest, its records inside: moved into the record shards.
     out.mkdir()
     (out / MANIFEST_NAME).write_text(json.dumps({"step": "extract_features", "images": {}}))
     job = ExtractJobConfig(
@@ -144,7 +154,17 @@ def test_glob_input_names_by_stem_and_reports_a_clashing_name(setup, tmp_path):
     manifest = run_extract(job)
 
     assert manifest["counts"] == {"extracted": 2, "skipped": 0, "failed": 1, "total": 3}
-    assert manifest["images"] == {}
+    assert "images" not in manifest
+    # Each extracted image is recorded as made by this model and config, as a local run
+    # records it, so `delf extract_features` without --beam keeps these files.
+    config = load_delf_config(setup["config"])
+    source = features_source(export_files(config.model_path), config, delg_form=False)
+    items = {}
+    for item in items_from_glob(job.images_glob):
+        items.setdefault(item.name, item)  # the first of a name is the one extracted
+    recorded = record_store(str(out)).read()
+    assert recorded == {n: record_entry(items[n], source) for n in ("a", "b")}
+    assert remove_stale([items["b"]], str(out), config, False, source) == 0
     for name in ("a.delf", "b.delf"):
         assert (out / name).read_bytes() == (setup["reference"] / name).read_bytes()
     assert [row[0] for row in _report(out)[1:]] == ["a"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from delf_core import records
-from delf_core.build_image_dataset import BuildConfig, plan_build
+from delf_core.build_image_dataset import BuildConfig, build_fingerprint, plan_build
 from delf_core.gldv2 import images, labels
 from delf_core.gldv2.split import order_key, split_class, validation_cutoff
 
@@ -165,3 +166,49 @@ def test_without_a_clean_csv_labels_stay_and_unlisted_images_are_reported(tmp_pa
     assert [(p.image_id, p.problem) for p in plan.problems] == [("000c", "unlisted")]
     assert plan.relabeling is None and plan.num_classes() == 2
     assert [s.name for s in plan.shards] == ["train-00000-of-00002", "train-00001-of-00002"]
+
+
+def _listing_fingerprint(config: BuildConfig, csv: str, train: dict, test: dict) -> str:
+    """The fingerprint as the build has always defined it: params, CSV, ids and sizes."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(config.params(), sort_keys=True).encode())
+    digest.update(Path(csv).read_bytes())
+    for files in (train, test):
+        digest.update("".join(f"{i}:{files[i]};" for i in sorted(files)).encode())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("layout", ["gldv2", "other"])
+def test_the_fingerprint_is_the_listings_and_stays_what_it_was(tmp_path, layout):
+    ids = ["00a1", "0b22", "0b23", "f0f0"]
+    csv = tmp_path / "train_clean.csv"
+    csv.write_text("landmark_id,images\n3,00a1 0b22\n5,0b23 f0f0\n")
+    sizes = {}
+    for n, image_id in enumerate(ids):
+        # GLDv2's a/b/c/<id> folders list ids in order; other layouts (and an id found
+        # twice, the first path kept) are hashed in id order all the same.
+        folder = f"{image_id[0]}/{image_id[1]}/{image_id[2]}" if layout == "gldv2" else f"{n % 2}"
+        (tmp_path / "train" / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "train" / folder / f"{image_id}.jpg").write_bytes(b"x" * (n + 1))
+        sizes[image_id] = n + 1
+    if layout == "other":
+        (tmp_path / "train" / "1" / "00a1.jpg").write_bytes(b"yy")  # after 0/00a1.jpg
+    pattern = "*/*/*" if layout == "gldv2" else "*"
+    config = BuildConfig(
+        train_directory=str(tmp_path / "train" / pattern),
+        output_directory=str(tmp_path / "out"),
+        train_csv_path=str(tmp_path / "unused.csv"),
+        train_clean_csv_path=str(csv),
+        generate_train_validation_splits=True,
+    )
+    plan = plan_build(config)
+    assert plan.fingerprint == _listing_fingerprint(config, str(csv), sizes, {})
+    assert build_fingerprint(config) == plan.fingerprint
+    assert plan.counts() == {"train": 2, "validation": 2}
+    (tmp_path / "train" / "1" if layout == "other" else tmp_path / "train/f/0/f").joinpath(
+        "f0f0.jpg"
+    ).write_bytes(b"longer")
+    assert build_fingerprint(config) != plan.fingerprint

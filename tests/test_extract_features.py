@@ -25,6 +25,7 @@ from delf_core.features.extract import ImageItem, extract_images
 from delf_core.features.extract_job import MANIFEST_NAME, REPORT_NAME
 from delf_core.features.extractor import Extractor
 from delf_core.features.presets import seed_delf_config
+from delf_core.features.record_store import RECORDS_DIR
 from delf_core.model import create_model
 
 
@@ -203,7 +204,7 @@ def test_list_form_extracts_skips_finished_and_reports_unreadable(exports, tmp_p
     assert "2 extracted, 0 already done, 1 failed, of 3 images" in captured.out
     assert f"1 of 3 images failed; see {out / REPORT_NAME}" in captured.err
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["a.delf", "b.delf", MANIFEST_NAME, REPORT_NAME]
+        ["a.delf", "b.delf", MANIFEST_NAME, REPORT_NAME, RECORDS_DIR]
     )
     assert (out / REPORT_NAME).read_text().splitlines()[1].startswith("bad,")
     features = feature_io.read_from_file(str(out / "a.delf"))
@@ -240,7 +241,7 @@ def test_delg_form_crops_queries_and_writes_local_and_global(exports, tmp_path):
         ]) == 0  # fmt: skip
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "i0.delg_global", "i0.delg_local", "i1.delg_global", "i1.delg_local",
-        "q0.delg_global", "q0.delg_local", MANIFEST_NAME, REPORT_NAME,
+        "q0.delg_global", "q0.delg_local", MANIFEST_NAME, REPORT_NAME, RECORDS_DIR,
     ])  # fmt: skip
     query = feature_io.read_from_file(str(out / "q0.delg_local"))
     # Located inside the 80x129 crop (x 10..90, y 21..150), in crop pixels.

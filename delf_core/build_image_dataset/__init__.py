@@ -8,7 +8,13 @@ from delf_core.build_image_dataset.config import BuildConfig
 from delf_core.lazy import lazy_names
 
 if TYPE_CHECKING:
-    from delf_core.build_image_dataset.plan import BuildPlan, PlannedImage, ShardPlan, plan_build
+    from delf_core.build_image_dataset.plan import (
+        BuildPlan,
+        PlannedImage,
+        ShardPlan,
+        build_fingerprint,
+        plan_build,
+    )
     from delf_core.build_image_dataset.report import (
         MANIFEST_NAME,
         REPORT_NAME,
@@ -30,6 +36,7 @@ __getattr__ = lazy_names(
         "PlannedImage": _PLAN,
         "ShardPlan": _PLAN,
         "plan_build": _PLAN,
+        "build_fingerprint": _PLAN,
         "MANIFEST_NAME": _REPORT,
         "REPORT_NAME": _REPORT,
         "finalize": _REPORT,
@@ -48,6 +55,7 @@ __all__ = [
     "PlannedImage",
     "ShardPlan",
     "ShardResult",
+    "build_fingerprint",
     "finalize",
     "plan_build",
     "up_to_date_manifest",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections import defaultdict
+from collections.abc import Container
+from typing import Any
 
 from delf_core import records, storage
 from delf_core.build_image_dataset.config import BuildConfig
@@ -14,11 +17,13 @@ from delf_core.gldv2.split import order_key, split_class
 
 # A listed train image with no row in train.csv (the original stopped with a KeyError).
 UNLISTED = "unlisted"
+# What makes a path a pattern, as fsspec's glob tells.
+_MAGIC = re.compile(r"[*?\[]")
 # Under the output folder: the shard plans and state of the build in progress.
 WORK_FOLDER_NAME = ".build_image_dataset"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class PlannedImage:
     image_id: str
     path: str
@@ -48,7 +53,10 @@ class ShardPlan:
         return records.shard_name(self.prefix, self.index, self.num_shards)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        # Not dataclasses.asdict: its deep copy costs seconds over 1.58M images.
+        images = [{"image_id": i.image_id, "path": i.path, "label": i.label} for i in self.images]
+        fields = {"prefix": self.prefix, "index": self.index, "num_shards": self.num_shards}
+        return json.dumps({**fields, "images": images})
 
     @classmethod
     def from_json(cls, text: str) -> ShardPlan:
@@ -98,14 +106,98 @@ def list_images(directory: str) -> dict[str, tuple[str, int]]:
     An id found twice keeps its first path in sorted order. Only plain files count: a
     folder or a device named like an image is not one.
     """
-    fs, pattern = storage.resolve(storage.join(directory, "*.jpg"))
-    found: dict[str, tuple[str, int]] = {}
-    for path, info in sorted(fs.glob(pattern, detail=True).items()):
-        if info.get("type") != "file":
-            continue
-        image_id = path.rsplit("/", 1)[-1][: -len(".jpg")]
-        found.setdefault(image_id, (storage.url_of(fs, path), int(info.get("size") or 0)))
+    return scan_images(directory, None, hashlib.sha256()).files
+
+
+@dataclasses.dataclass
+class ImageListing:
+    """What a scan of an image folder found.
+
+    Attributes:
+        files: {image id: (path, size)} of the images kept (all, or those wanted).
+        listed: How many distinct image ids the folder holds.
+        digest: The hashlib object fed every image's id and size.
+    """
+
+    files: dict[str, tuple[str, int]]
+    listed: int
+    digest: Any
+
+
+def _folders(fs, pattern: str) -> list[str]:
+    """The folders a directory pattern names, in the order their files' paths sort."""
+    if not _MAGIC.search(pattern):
+        return [pattern]
+    found = fs.glob(pattern, detail=True)
+    folders = [path for path, info in found.items() if info.get("type") == "directory"]
+    # Sorting "<folder>/" keeps every file of a folder before the next folder's files.
+    return sorted(folders, key=lambda folder: folder + "/")
+
+
+def _images_in(fs, folder: str) -> list[tuple[str, str, int]]:
+    """(image id, path, size) of each `*.jpg` plain file of one folder, sorted by id."""
+    try:
+        entries = fs.ls(folder, detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for info in entries:
+        path = info["name"]
+        name = path.rsplit("/", 1)[-1]
+        if name.endswith(".jpg") and info.get("type") == "file":
+            found.append((name[: -len(".jpg")], path, int(info.get("size") or 0)))
+    found.sort()  # ids are unique in a folder: no path or size is compared
     return found
+
+
+def scan_images(directory: str, wanted: Container[str] | None, digest: Any) -> ImageListing:
+    """Lists `<directory>/*.jpg` a folder at a time, keeping only the `wanted` ids' paths.
+
+    GLDv2's train folder holds 4.1M images of which a clean build needs 1.58M: memory
+    holds the wanted ones and one folder's listing, not the whole listing.
+
+    Args:
+        directory: A folder, or a pattern of folders (`gldv2_dataset/train/*/*/*`).
+        wanted: Ids whose paths to keep; None keeps every image's.
+        digest: A hashlib object to feed `<id>:<size>;` of every image (the first path
+            of an id), in id order, as the build's fingerprint has always hashed them.
+
+    Returns:
+        The images kept, how many ids the folder holds, and the digest fed.
+    """
+    fs, pattern = storage.resolve(directory)
+    pattern = pattern.rstrip("/")
+    start = digest.copy()
+    kept: dict[str, tuple[str, int]] = {}
+    listed, last = 0, None
+    for folder in _folders(fs, pattern):
+        part = []
+        for image_id, path, size in _images_in(fs, folder):
+            if last is not None and image_id <= last:
+                # Not the a/b/c/<id> layout, or an id found twice: hash in id order.
+                return _scan_unordered(fs, pattern, wanted, start)
+            last = image_id
+            part.append(f"{image_id}:{size};")
+            if wanted is None or image_id in wanted:
+                kept[image_id] = (storage.url_of(fs, path), size)
+        listed += len(part)
+        digest.update("".join(part).encode())
+    return ImageListing(kept, listed, digest)
+
+
+def _scan_unordered(fs, pattern: str, wanted: Container[str] | None, digest: Any) -> ImageListing:
+    """`scan_images` where ids do not follow the path order: the whole listing in memory."""
+    found: dict[str, tuple[str, int]] = {}
+    for folder in _folders(fs, pattern):
+        for image_id, path, size in _images_in(fs, folder):
+            found.setdefault(image_id, (path, size))
+    digest.update("".join(f"{i}:{found[i][1]};" for i in sorted(found)).encode())
+    kept = {
+        image_id: (storage.url_of(fs, path), size)
+        for image_id, (path, size) in found.items()
+        if wanted is None or image_id in wanted
+    }
+    return ImageListing(kept, len(found), digest)
 
 
 def plan_build(config: BuildConfig) -> BuildPlan:
@@ -115,11 +207,16 @@ def plan_build(config: BuildConfig) -> BuildPlan:
       ValueError: naming the flag or CSV row that is wrong.
     """
     config.validate()
-    train_files = list_images(config.train_directory)
     clean = config.train_clean_csv_path is not None
     csv_path = config.train_clean_csv_path if clean else config.train_csv_path
     csv_labels = labels.read_clean_labels(csv_path) if clean else labels.read_train_labels(csv_path)
     mapping = labels.relabeling(csv_labels) if clean else None
+    # A clean build keeps the paths of the clean images only; every image is hashed.
+    train = scan_images(
+        config.train_directory, csv_labels if clean else None, _digest(config, csv_path)
+    )
+    train_files, digest = train.files, train.digest
+    digest.update(b"|")
 
     problems: list[Problem] = []
     by_class: dict[int, list[str]] = defaultdict(list)
@@ -150,10 +247,11 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     else:
         for label, ids in by_class.items():
             splits[records.TRAIN_PREFIX] += [planned(i, label) for i in ids]
-    test_files: dict[str, tuple[str, int]] = {}
     if config.test_csv_path is not None:
-        test_files = list_images(config.test_directory)
-        splits[records.TEST_PREFIX] = [PlannedImage(i, p, None) for i, (p, _) in test_files.items()]
+        test = scan_images(config.test_directory, None, digest)
+        digest = test.digest
+        splits[records.TEST_PREFIX] = [PlannedImage(i, p, None) for i, (p, _) in test.files.items()]
+    digest.update(b"|")
 
     if not config.allow_empty:
         _refuse_empty_splits(config, splits, csv_path, len(csv_labels))
@@ -162,8 +260,24 @@ def plan_build(config: BuildConfig) -> BuildPlan:
         for prefix, members in splits.items()
         for shard in _shards(prefix, members, config.num_shards, config.seed)
     ]
-    fingerprint = _fingerprint(config, csv_path, train_files, test_files)
-    return BuildPlan(config, shards, problems, mapping, fingerprint)
+    return BuildPlan(config, shards, problems, mapping, digest.hexdigest())
+
+
+def build_fingerprint(config: BuildConfig) -> str:
+    """`plan_build(config).fingerprint` without the plan: a listing, and no paths kept.
+
+    Deciding whether an earlier build stands (a rerun) needs only this: at GLDv2's size
+    it takes the listing's time and little memory, where a plan holds 1.58M images.
+    """
+    config.validate()
+    clean = config.train_clean_csv_path is not None
+    csv_path = config.train_clean_csv_path if clean else config.train_csv_path
+    digest = scan_images(config.train_directory, frozenset(), _digest(config, csv_path)).digest
+    digest.update(b"|")
+    if config.test_csv_path is not None:
+        digest = scan_images(config.test_directory, frozenset(), digest).digest
+    digest.update(b"|")
+    return digest.hexdigest()
 
 
 def _refuse_empty_splits(
@@ -197,20 +311,15 @@ def _shards(prefix: str, members: list[PlannedImage], num_shards: int, seed: int
         )
 
 
-def _fingerprint(
-    config: BuildConfig,
-    csv_path: str,
-    train_files: dict[str, tuple[str, int]],
-    test_files: dict[str, tuple[str, int]],
-) -> str:
-    """Parameters, CSV bytes and every image's id and size: what the output depends on."""
+def _digest(config: BuildConfig, csv_path: str) -> Any:
+    """The fingerprint's start: parameters and CSV bytes; the images' ids and sizes follow.
+
+    The fingerprint is what the output depends on: parameters, CSV bytes and every
+    image's id and size (from the listing: no image is read).
+    """
     digest = hashlib.sha256(json.dumps(config.params(), sort_keys=True).encode())
     fs, path = storage.resolve(csv_path)
     with fs.open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    for files in (train_files, test_files):
-        for image_id in sorted(files):
-            digest.update(f"{image_id}:{files[image_id][1]};".encode())
-        digest.update(b"|")
-    return digest.hexdigest()
+    return digest

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from google.protobuf import text_format
 
 from delf_core import manifests, storage
-from delf_core.features.extract_job import MANIFEST_NAME, plan_extraction
+from delf_core.features.extract_job import MANIFEST_NAME, existing_outputs, plan_extraction
+from delf_core.features.record_store import LEGACY_KEY, RecordStore
 
 if TYPE_CHECKING:
     from delf_core.features.config import DelfConfig
@@ -45,8 +46,21 @@ def read_record(output_dir: str) -> dict:
     return manifest if isinstance(manifest, dict) else {}
 
 
-def _recorded(output_dir: str) -> dict[str, dict]:
-    return read_record(output_dir).get("images", {})
+def record_store(output_dir: str) -> RecordStore:
+    """The folder's per-image records (see delf_core.features.record_store)."""
+    return RecordStore(output_dir, MANIFEST_NAME)
+
+
+def _current_names(items: list[ImageItem], output_dir: str, source: str) -> set[str]:
+    """Names of the items whose record says `source` made their files (and of their crop).
+
+    Reads the records a shard at a time, so memory holds one shard, not 761k records.
+    """
+    wanted = {item.name: record_entry(item, source) for item in items}
+    current: set[str] = set()
+    for records in record_store(output_dir).shards(wanted):
+        current.update(name for name, entry in records.items() if wanted.get(name) == entry)
+    return current
 
 
 def record_entry(item: ImageItem, source: str) -> dict:
@@ -68,8 +82,8 @@ def features_stand(
     items: list[ImageItem], output_dir: str, config: DelfConfig, delg_form: bool, source: str
 ) -> bool:
     """Every item's feature files are in `output_dir`, recorded as made from `source`."""
-    recorded = _recorded(output_dir)
-    if any(recorded.get(item.name) != record_entry(item, source) for item in items):
+    current = _current_names(items, output_dir, source)
+    if any(item.name not in current for item in items):
         return False
     # One listing of the folder, not a probe per file: an index has 761k images.
     return not plan_extraction(items, output_dir, delg_form, config).todo
@@ -82,14 +96,17 @@ def remove_stale(
 
     Files with no record (made before records were kept) count as stale too.
     """
-    recorded = _recorded(output_dir)
+    current = _current_names(items, output_dir, source)
+    # One listing of the folder, not an existence probe per file (1.5M on an index).
+    existing = existing_outputs(output_dir)
+    prefix = storage.join(output_dir, "")
     removed = 0
     for item in items:
-        if recorded.get(item.name) == record_entry(item, source):
+        if item.name in current:
             continue
         for url in feature_files(item, output_dir, delg_form, config):
-            fs, path = storage.resolve(url)
-            if fs.exists(path):
+            if url[len(prefix) :] in existing:
+                fs, path = storage.resolve(url)
                 fs.rm(path)
                 removed += 1
     return removed
@@ -98,7 +115,7 @@ def remove_stale(
 def record_features(
     items: list[ImageItem], output_dir: str, source: str, failed: set[str], rewritten: bool
 ) -> None:
-    """Records which source made each item's files in the folder's manifest.
+    """Records which source made each item's files, then rewrites the folder's manifest.
 
     Args:
         items: The images extracted (or found done) into `output_dir`.
@@ -109,28 +126,29 @@ def record_features(
             so steps that read the folder (perform_retrieval) run again even when the
             new files equal the old ones, which cannot be known without reading them.
     """
-    # Other fields (the job's counts and config) are kept; only "images" changes.
+    changes = {
+        item.name: None if item.name in failed else record_entry(item, source) for item in items
+    }
+    record_store(output_dir).update(changes)
+    # Other fields (the job's counts and config) are kept; the records are in their shards
+    # (an older manifest's "images" moved there).
     manifest = {"step": "extract_features", **read_record(output_dir)}
-    images = manifest.setdefault("images", {})
-    for item in items:
-        if item.name in failed:
-            images.pop(item.name, None)
-        else:
-            images[item.name] = record_entry(item, source)
+    manifest.pop(LEGACY_KEY, None)
     if rewritten or failed or "generation" not in manifest:
         manifest["generation"] = uuid.uuid4().hex
     manifests.write_json(storage.join(output_dir, MANIFEST_NAME), manifest)
 
 
 def features_fingerprint(output_dir: str) -> str:
-    """sha256 of the folder manifest's records and generation: changes when files do.
+    """sha256 of the folder's records and its manifest's generation: changes when files do.
 
-    A folder without a manifest (features made elsewhere) always gives the same
-    fingerprint: its files are trusted as they are.
+    Reads the records' index and the manifest, not the records. A folder without a
+    manifest (features made elsewhere) always gives the same fingerprint: its files
+    are trusted as they are.
     """
     manifest = read_record(output_dir)
     return manifests.fingerprint(
-        {"images": manifest.get("images", {}), "generation": manifest.get("generation")}
+        {"records": record_store(output_dir).digest(), "generation": manifest.get("generation")}
     )
 
 
