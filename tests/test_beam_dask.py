@@ -13,6 +13,8 @@ from delf_cli.main import main as delf_main
 from delf_core.build_image_dataset import MANIFEST_NAME
 from delf_core.features.extract_job import MANIFEST_NAME as EXTRACT_MANIFEST
 from delf_core.features.extract_job import REPORT_NAME, ExtractJobConfig
+from delf_core.features.record import record_store
+from delf_core.features.record_store import RECORDS_DIR
 from tests.server_process import free_port
 from tests.test_beam_extract_features import _config, _export, _image
 from tests.test_build_image_dataset import config_for
@@ -115,6 +117,16 @@ def test_dask_extraction_writes_the_local_runners_files_with_one_model_per_worke
     }  # fmt: skip
     assert got["runner"] == "DaskRunner"
     local, dask = _files(root / "by_fnapi"), _files(root / "by_dask")
+    # Each job's record shards sit in a folder named by a generation of its own.
+    records = {"local": {}, "dask": {}}
+    for name, files in (("local", local), ("dask", dask)):
+        for path in [p for p in files if p.startswith(f"{RECORDS_DIR}/")]:
+            records[name][path.rsplit("/", 1)[1]] = files.pop(path)
+    assert records["dask"].keys() == records["local"].keys() >= {"index.json"}
+    # The Dask workers recorded every extracted image, as the local runner did.
+    recorded = record_store(str(root / "by_dask")).read()
+    assert recorded == record_store(str(root / "by_fnapi")).read()
+    assert sorted(recorded) == [f"img{i}" for i in range(6)]
     assert sorted(local) == sorted(dask) == [REPORT_NAME, *(f"img{i}.delf" for i in range(6))]
     # TensorFlow on CPU gives the same bytes in another process.
     assert {n: dask[n] for n in dask if n != REPORT_NAME} == {
