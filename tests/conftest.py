@@ -124,3 +124,23 @@ def gcs_emulator():
     else:
         os.environ["STORAGE_EMULATOR_HOST"] = previous
     gcsfs.GCSFileSystem.clear_instance_cache()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with end-to-end tests first, then those with integration tests, then the rest.
+
+    `make test` hands whole files to its processes in this order: a long file handed
+    out last would run alone at the end while the other process sits idle. A file's
+    tests stay together, so its module fixtures are built once.
+    """
+
+    def weight(item: pytest.Item) -> int:
+        if item.get_closest_marker("e2e"):
+            return 0
+        return 1 if item.get_closest_marker("integration") else 2
+
+    file_weight: dict[str, int] = {}
+    for item in items:
+        path = str(item.path)
+        file_weight[path] = min(file_weight.get(path, 2), weight(item))
+    items.sort(key=lambda item: file_weight[str(item.path)])

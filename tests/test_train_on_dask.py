@@ -19,6 +19,7 @@ import pytest
 
 from delf_core.training.cluster_config import ClusterConfig
 from delf_core.training.config import TrainConfig
+from tests.test_training import tiny as tiny_training
 
 
 @pytest.fixture(scope="module")
@@ -33,23 +34,18 @@ def dask_cluster():
 
 
 def tiny(records, logdir, **overrides) -> TrainConfig:
-    values = dict(
-        logdir=str(logdir),
-        train_file_pattern=f"{records}/train*",
-        validation_file_pattern=f"{records}/validation*",
-        dataset_version="manifest",
-        image_size=32,
-        batch_size=4,
-        max_iters=4,
-        report_interval=2,
-        eval_interval=1000,
-        save_interval=2,
-        num_eval_batches=1,
-        use_autoencoder=False,
-        deterministic=True,
+    """The training tests' tiny run, deterministic, with a batch two workers can split."""
+    return tiny_training(
+        records,
+        logdir,
+        **{
+            "batch_size": 4,
+            "eval_interval": 1000,
+            "use_autoencoder": False,
+            "deterministic": True,
+            **overrides,
+        },
     )
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 # The TF worker of the run: worker 1 stops for good once it saved step 2 and the chief's
