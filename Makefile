@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	touch $(STAMP)
 
 # Test processes (pytest-xdist); each starts its own Prefect test server and TensorFlow.
-# A test file stays on one process, so its fixtures are built once.
+# A test file stays on one process, so its fixtures are built once. Files are handed out
+# in tests/conftest.py's order (the long ones first), not xdist's by test count.
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(PYTEST)
